@@ -1,1 +1,72 @@
-//! stub
+//! One partition's log on disk, for Isthmus. No networking, no Raft, no async.
+//!
+//! # Parts
+//! - [`Log`] (`log.rs`): the partition log and its public API.
+//! - `segment.rs`: one `.log` file with its indexes; preallocation, sealing, recovery scans.
+//! - `index.rs`: the sparse `.index` (offset → position) and `.timeindex` (time → offset).
+//! - `epoch.rs`: the leader-epoch cache (`leader-epoch-checkpoint`).
+//! - `producer.rs`: idempotent-producer state and its snapshots.
+//! - `mmap.rs`: every memory map, and the crate's only `unsafe` code.
+//! - `fsutil.rs`: file naming, atomic replace, directory fsync.
+//! - [`LogConfig`] (`config.rs`), [`StorageError`] (`error.rs`).
+//!
+//! # Files in a partition directory (Kafka's layout)
+//! - `<base:020>.log`: whole v2 record batches. The active one is preallocated (sparse)
+//!   to `segment.bytes` and trimmed when sealed.
+//! - `<base:020>.index`, `<base:020>.timeindex`: mmap'd sparse indexes, one entry per
+//!   `index.interval.bytes`, preallocated to `segment.index.bytes` while active.
+//! - `leader-epoch-checkpoint`: Kafka's text format.
+//! - `<offset:020>.snapshot`: producer state as of that offset (own format, CRC32C).
+//! - `partition.checkpoint`: log start offset and recovery point (own format, CRC32C).
+//!
+//! # API
+//! ```text
+//! Log::open(dir, LogConfig, clean_shutdown) -> Result<Log>
+//! log.append_as_leader(&mut records, leader_epoch, now_ms) -> Result<AppendOutcome>
+//! log.append_as_follower(&mut records) -> Result<AppendOutcome>
+//! log.read(offset, max_bytes, upper_bound, min_one_batch) -> Result<ReadResult>
+//! log.log_start_offset() / log_end_offset() / size_bytes() / recovery_point()
+//! log.unflushed() -> Option<FlushJob>;  job.sync();  log.mark_flushed(&job)
+//! log.unflushed_messages() -> u64;  log.checkpoint()
+//! log.apply_retention(now_ms, high_watermark) -> Result<usize>
+//! log.delete_records_before(offset) -> Result<i64>
+//! log.truncate_to(offset);  log.truncate_fully_and_start_at(offset);  log.roll(now_ms)
+//! log.offset_for_timestamp(ts) / max_timestamp() -> Option<(offset, ts)>
+//! log.end_offset_for_epoch(epoch) -> Option<(epoch, end_offset)>;  log.latest_epoch()
+//! log.producer_state(pid) -> Option<&ProducerStateEntry>
+//! log.config() / set_config(LogConfig);  log.close();  log.delete()
+//! ```
+//!
+//! # Durability
+//! Appends are positioned writes into the page cache; nothing is fsynced on the append
+//! path. The broker decides when: [`Log::unflushed`] (under its lock) names the files and
+//! the offset they cover, [`FlushJob::sync`] runs outside the lock (group commit), and
+//! [`Log::mark_flushed`] advances the recovery point. [`Log::checkpoint`] makes the
+//! recovery point durable; after a crash only data from it on is scanned. Files are
+//! created, renamed and deleted with a directory fsync; small state files are replaced
+//! atomically (tmp, fsync, rename, fsync dir).
+//!
+//! # Zero-copy reads
+//! [`ReadResult::records`] is a `Bytes` slice of the segment's memory map. Bytes once
+//! readable are never rewritten: truncation seals the cut segment and continues in a new
+//! file, and deletion unlinks (live maps stay valid).
+//!
+//! # Concurrency
+//! `Log` is a plain struct (`&mut self` to change it); the broker wraps it in its own
+//! lock. One `Log` per directory: nothing stops a second instance, so the broker must.
+
+mod config;
+mod epoch;
+mod error;
+mod fsutil;
+mod index;
+mod log;
+mod mmap;
+mod producer;
+mod segment;
+
+pub use config::{LogConfig, TimestampType};
+pub use epoch::EpochEntry;
+pub use error::StorageError;
+pub use log::{AppendOutcome, FlushJob, Log, ReadResult, PARTITION_CHECKPOINT_FILE};
+pub use producer::{BatchMetadata, ProducerStateEntry, PRODUCER_BATCHES_RETAINED};

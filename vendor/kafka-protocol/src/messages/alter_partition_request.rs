@@ -221,14 +221,14 @@ impl Encodable for BrokerState {
             types::Int32.encode(buf, &self.broker_id)?;
         } else {
             if self.broker_id != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version >= 3 {
             types::Int64.encode(buf, &self.broker_epoch)?;
         } else {
             if self.broker_epoch != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         let num_tagged_fields = self.unknown_tagged_fields.len();
@@ -249,14 +249,14 @@ impl Encodable for BrokerState {
             total_size += types::Int32.compute_size(&self.broker_id)?;
         } else {
             if self.broker_id != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version >= 3 {
             total_size += types::Int64.compute_size(&self.broker_epoch)?;
         } else {
             if self.broker_epoch != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         let num_tagged_fields = self.unknown_tagged_fields.len();
@@ -437,7 +437,7 @@ impl Encodable for PartitionData {
             types::CompactArray(types::Int32).encode(buf, &self.new_isr)?;
         } else {
             if !self.new_isr.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version >= 3 {
@@ -445,7 +445,7 @@ impl Encodable for PartitionData {
                 .encode(buf, &self.new_isr_with_epochs)?;
         } else {
             if !self.new_isr_with_epochs.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         types::Int8.encode(buf, &self.leader_recovery_state)?;
@@ -470,7 +470,7 @@ impl Encodable for PartitionData {
             total_size += types::CompactArray(types::Int32).compute_size(&self.new_isr)?;
         } else {
             if !self.new_isr.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version >= 3 {
@@ -478,7 +478,7 @@ impl Encodable for PartitionData {
                 .compute_size(&self.new_isr_with_epochs)?;
         } else {
             if !self.new_isr_with_epochs.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         total_size += types::Int8.compute_size(&self.leader_recovery_state)?;

@@ -81,7 +81,7 @@ impl Encodable for DescribeGroupsRequest {
             types::Boolean.encode(buf, &self.include_authorized_operations)?;
         } else {
             if self.include_authorized_operations {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version >= 5 {
@@ -109,7 +109,7 @@ impl Encodable for DescribeGroupsRequest {
             total_size += types::Boolean.compute_size(&self.include_authorized_operations)?;
         } else {
             if self.include_authorized_operations {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version >= 5 {

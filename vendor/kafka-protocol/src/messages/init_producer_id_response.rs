@@ -136,14 +136,14 @@ impl Encodable for InitProducerIdResponse {
             types::Int64.encode(buf, &self.ongoing_txn_producer_id)?;
         } else {
             if self.ongoing_txn_producer_id != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version >= 6 {
             types::Int16.encode(buf, &self.ongoing_txn_producer_epoch)?;
         } else {
             if self.ongoing_txn_producer_epoch != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version >= 2 {
@@ -170,14 +170,14 @@ impl Encodable for InitProducerIdResponse {
             total_size += types::Int64.compute_size(&self.ongoing_txn_producer_id)?;
         } else {
             if self.ongoing_txn_producer_id != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version >= 6 {
             total_size += types::Int16.compute_size(&self.ongoing_txn_producer_epoch)?;
         } else {
             if self.ongoing_txn_producer_epoch != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version >= 2 {

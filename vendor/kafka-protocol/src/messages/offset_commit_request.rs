@@ -147,7 +147,7 @@ impl Encodable for OffsetCommitRequest {
             }
         } else {
             if !self.group_instance_id.is_none() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version <= 4 {
@@ -193,7 +193,7 @@ impl Encodable for OffsetCommitRequest {
             }
         } else {
             if !self.group_instance_id.is_none() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Isthmus patch: omitted in this version, as Kafka omits ignorable fields.
             }
         }
         if version <= 4 {

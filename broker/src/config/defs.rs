@@ -1,0 +1,445 @@
+//! The one table of broker settings: names (Kafka's where Kafka has one), types, defaults,
+//! limits and docs. Flags, `ISTHMUS_*` variables, the TOML file, DescribeConfigs and the
+//! README's configuration table are all generated from it, so they cannot drift apart.
+
+/// What values a setting accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueKind {
+    Bool,
+    Int { min: i64, max: i64 },
+    Long { min: i64, max: i64 },
+    String,
+    List,
+    Choice(&'static [&'static str]),
+}
+
+impl ValueKind {
+    /// Kafka's ConfigType name as DescribeConfigs v3+ reports it (1 = BOOLEAN … 7 = LIST).
+    pub fn describe_type(&self) -> i8 {
+        match self {
+            ValueKind::Bool => 1,
+            ValueKind::String | ValueKind::Choice(_) => 2,
+            ValueKind::Int { .. } => 3,
+            ValueKind::Long { .. } => 5,
+            ValueKind::List => 7,
+        }
+    }
+}
+
+/// When a setting can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Fixed for the life of the process (node identity, listeners, directories).
+    Node,
+    /// A cluster-wide default that IncrementalAlterConfigs may change at run time.
+    Dynamic,
+}
+
+/// One broker setting.
+#[derive(Debug)]
+pub struct BrokerSetting {
+    pub name: &'static str,
+    pub kind: ValueKind,
+    /// `None` means unset by default (the doc says what unset means).
+    pub default: Option<&'static str>,
+    pub scope: Scope,
+    pub doc: &'static str,
+}
+
+const I32: ValueKind = ValueKind::Int {
+    min: 0,
+    max: i32::MAX as i64,
+};
+const POSITIVE_I32: ValueKind = ValueKind::Int {
+    min: 1,
+    max: i32::MAX as i64,
+};
+const LONG_OR_UNLIMITED: ValueKind = ValueKind::Long {
+    min: -1,
+    max: i64::MAX,
+};
+const POSITIVE_LONG: ValueKind = ValueKind::Long {
+    min: 1,
+    max: i64::MAX,
+};
+
+pub const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+pub const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
+
+pub static BROKER_SETTINGS: &[BrokerSetting] = &[
+    BrokerSetting {
+        name: "node.id",
+        kind: I32,
+        default: Some("1"),
+        scope: Scope::Node,
+        doc: "This node's id; must match meta.properties in every log dir once written.",
+    },
+    BrokerSetting {
+        name: "broker.rack",
+        kind: ValueKind::String,
+        default: None,
+        scope: Scope::Node,
+        doc: "Site (rack, zone) of this broker, reported to clients and used for replica placement.",
+    },
+    BrokerSetting {
+        name: "listeners",
+        kind: ValueKind::List,
+        default: Some("PLAINTEXT://127.0.0.1:9092"),
+        scope: Scope::Node,
+        doc: "Comma-separated NAME://host:port to bind. Only PLAINTEXT is implemented so far.",
+    },
+    BrokerSetting {
+        name: "advertised.listeners",
+        kind: ValueKind::List,
+        default: None,
+        scope: Scope::Node,
+        doc: "Addresses given to clients in Metadata; unset = the bound listeners.",
+    },
+    BrokerSetting {
+        name: "log.dirs",
+        kind: ValueKind::List,
+        default: Some("./data"),
+        scope: Scope::Node,
+        doc: "Comma-separated data directories; partitions are spread over them.",
+    },
+    BrokerSetting {
+        name: "num.partitions",
+        kind: POSITIVE_I32,
+        default: Some("1"),
+        scope: Scope::Dynamic,
+        doc: "Partitions of an auto-created topic or of CreateTopics with partitions = -1.",
+    },
+    BrokerSetting {
+        name: "default.replication.factor",
+        kind: POSITIVE_I32,
+        default: Some("1"),
+        scope: Scope::Dynamic,
+        doc: "Replication factor of auto-created topics and of CreateTopics with -1.",
+    },
+    BrokerSetting {
+        name: "auto.create.topics.enable",
+        kind: ValueKind::Bool,
+        default: Some("true"),
+        scope: Scope::Node,
+        doc: "Create a topic when Metadata asks for one that does not exist.",
+    },
+    BrokerSetting {
+        name: "delete.topic.enable",
+        kind: ValueKind::Bool,
+        default: Some("true"),
+        scope: Scope::Node,
+        doc: "Allow DeleteTopics.",
+    },
+    BrokerSetting {
+        name: "log.segment.bytes",
+        kind: ValueKind::Int { min: 14, max: i32::MAX as i64 },
+        default: Some("1073741824"),
+        scope: Scope::Dynamic,
+        doc: "Roll a segment when it would grow past this size (topic: segment.bytes).",
+    },
+    BrokerSetting {
+        name: "log.roll.ms",
+        kind: POSITIVE_LONG,
+        default: Some("604800000"),
+        scope: Scope::Dynamic,
+        doc: "Roll a segment once its first batch is this old (topic: segment.ms).",
+    },
+    BrokerSetting {
+        name: "log.retention.ms",
+        kind: LONG_OR_UNLIMITED,
+        default: Some("604800000"),
+        scope: Scope::Dynamic,
+        doc: "Delete whole segments older than this; -1 keeps them forever (topic: retention.ms).",
+    },
+    BrokerSetting {
+        name: "log.retention.bytes",
+        kind: LONG_OR_UNLIMITED,
+        default: Some("-1"),
+        scope: Scope::Dynamic,
+        doc: "Delete oldest segments while a partition is larger than this; -1 = no limit (topic: retention.bytes).",
+    },
+    BrokerSetting {
+        name: "log.retention.check.interval.ms",
+        kind: POSITIVE_LONG,
+        default: Some("300000"),
+        scope: Scope::Node,
+        doc: "How often retention is applied.",
+    },
+    BrokerSetting {
+        name: "message.max.bytes",
+        kind: ValueKind::Int { min: 0, max: i32::MAX as i64 },
+        default: Some("1048588"),
+        scope: Scope::Dynamic,
+        doc: "Largest record batch accepted (topic: max.message.bytes).",
+    },
+    BrokerSetting {
+        name: "log.flush.interval.messages",
+        kind: POSITIVE_LONG,
+        default: None,
+        scope: Scope::Dynamic,
+        doc: "Unset (default): acknowledge writes only after fsync, group-committed. Set: Kafka's page-cache mode, fsync after this many messages (topic: flush.messages).",
+    },
+    BrokerSetting {
+        name: "log.flush.interval.ms",
+        kind: POSITIVE_LONG,
+        default: None,
+        scope: Scope::Dynamic,
+        doc: "Unset (default): fsync before acknowledging. Set: Kafka's page-cache mode, fsync at least this often (topic: flush.ms).",
+    },
+    BrokerSetting {
+        name: "log.index.interval.bytes",
+        kind: I32,
+        default: Some("4096"),
+        scope: Scope::Dynamic,
+        doc: "Bytes between offset-index entries (topic: index.interval.bytes).",
+    },
+    BrokerSetting {
+        name: "log.index.size.max.bytes",
+        kind: ValueKind::Int { min: 4096, max: i32::MAX as i64 },
+        default: Some("10485760"),
+        scope: Scope::Dynamic,
+        doc: "Preallocated size of a segment's index files (topic: segment.index.bytes).",
+    },
+    BrokerSetting {
+        name: "log.message.timestamp.type",
+        kind: ValueKind::Choice(TIMESTAMP_TYPES),
+        default: Some("CreateTime"),
+        scope: Scope::Dynamic,
+        doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's clock (topic: message.timestamp.type).",
+    },
+    BrokerSetting {
+        name: "log.cleanup.policy",
+        kind: ValueKind::Choice(CLEANUP_POLICIES),
+        default: Some("delete"),
+        scope: Scope::Dynamic,
+        doc: "delete = retention by time and size. compact is not implemented yet and is refused (topic: cleanup.policy).",
+    },
+    BrokerSetting {
+        name: "min.insync.replicas",
+        kind: POSITIVE_I32,
+        default: Some("1"),
+        scope: Scope::Dynamic,
+        doc: "acks=all fails with NOT_ENOUGH_REPLICAS while fewer replicas are in sync.",
+    },
+    BrokerSetting {
+        name: "unclean.leader.election.enable",
+        kind: ValueKind::Bool,
+        default: Some("false"),
+        scope: Scope::Dynamic,
+        doc: "Allow a replica outside the ISR to become leader (may lose acknowledged writes).",
+    },
+    BrokerSetting {
+        name: "socket.request.max.bytes",
+        kind: ValueKind::Int { min: 1024, max: i32::MAX as i64 },
+        default: Some("104857600"),
+        scope: Scope::Node,
+        doc: "Largest request frame; a larger size prefix closes the connection.",
+    },
+    BrokerSetting {
+        name: "connections.max.idle.ms",
+        kind: POSITIVE_LONG,
+        default: Some("600000"),
+        scope: Scope::Node,
+        doc: "Close connections that sent nothing for this long.",
+    },
+];
+
+/// A topic-level setting and the broker setting that provides its default.
+#[derive(Debug)]
+pub struct TopicSetting {
+    pub name: &'static str,
+    pub broker_default: &'static str,
+    pub kind: ValueKind,
+    pub doc: &'static str,
+}
+
+pub static TOPIC_SETTINGS: &[TopicSetting] = &[
+    TopicSetting {
+        name: "cleanup.policy",
+        broker_default: "log.cleanup.policy",
+        kind: ValueKind::Choice(CLEANUP_POLICIES),
+        doc: "delete (compaction is not implemented yet)",
+    },
+    TopicSetting {
+        name: "retention.ms",
+        broker_default: "log.retention.ms",
+        kind: LONG_OR_UNLIMITED,
+        doc: "Age after which whole segments are deleted; -1 = forever",
+    },
+    TopicSetting {
+        name: "retention.bytes",
+        broker_default: "log.retention.bytes",
+        kind: LONG_OR_UNLIMITED,
+        doc: "Partition size above which oldest segments are deleted; -1 = no limit",
+    },
+    TopicSetting {
+        name: "segment.bytes",
+        broker_default: "log.segment.bytes",
+        kind: ValueKind::Int {
+            min: 14,
+            max: i32::MAX as i64,
+        },
+        doc: "Segment size",
+    },
+    TopicSetting {
+        name: "segment.ms",
+        broker_default: "log.roll.ms",
+        kind: POSITIVE_LONG,
+        doc: "Segment age at which it is rolled",
+    },
+    TopicSetting {
+        name: "max.message.bytes",
+        broker_default: "message.max.bytes",
+        kind: ValueKind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        doc: "Largest record batch",
+    },
+    TopicSetting {
+        name: "message.timestamp.type",
+        broker_default: "log.message.timestamp.type",
+        kind: ValueKind::Choice(TIMESTAMP_TYPES),
+        doc: "CreateTime or LogAppendTime",
+    },
+    TopicSetting {
+        name: "flush.messages",
+        broker_default: "log.flush.interval.messages",
+        kind: POSITIVE_LONG,
+        doc: "Page-cache mode: fsync after this many messages",
+    },
+    TopicSetting {
+        name: "flush.ms",
+        broker_default: "log.flush.interval.ms",
+        kind: POSITIVE_LONG,
+        doc: "Page-cache mode: fsync at least this often",
+    },
+    TopicSetting {
+        name: "index.interval.bytes",
+        broker_default: "log.index.interval.bytes",
+        kind: I32,
+        doc: "Bytes between index entries",
+    },
+    TopicSetting {
+        name: "segment.index.bytes",
+        broker_default: "log.index.size.max.bytes",
+        kind: ValueKind::Int {
+            min: 4096,
+            max: i32::MAX as i64,
+        },
+        doc: "Preallocated index size",
+    },
+    TopicSetting {
+        name: "min.insync.replicas",
+        broker_default: "min.insync.replicas",
+        kind: POSITIVE_I32,
+        doc: "Replicas that must be in sync for acks=all",
+    },
+    TopicSetting {
+        name: "unclean.leader.election.enable",
+        broker_default: "unclean.leader.election.enable",
+        kind: ValueKind::Bool,
+        doc: "Allow out-of-sync leaders",
+    },
+];
+
+pub fn broker_setting(name: &str) -> Option<&'static BrokerSetting> {
+    BROKER_SETTINGS.iter().find(|s| s.name == name)
+}
+
+pub fn topic_setting(name: &str) -> Option<&'static TopicSetting> {
+    TOPIC_SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// Checks a value against a kind; the error says what would be accepted.
+pub fn validate(kind: &ValueKind, value: &str) -> Result<(), String> {
+    match kind {
+        ValueKind::Bool => match value {
+            "true" | "false" => Ok(()),
+            _ => Err("expected true or false".into()),
+        },
+        ValueKind::Int { min, max } | ValueKind::Long { min, max } => {
+            match value.trim().parse::<i64>() {
+                Ok(v) if v >= *min && v <= *max => Ok(()),
+                _ => Err(format!("expected an integer from {min} to {max}")),
+            }
+        }
+        ValueKind::String | ValueKind::List => Ok(()),
+        ValueKind::Choice(choices) => {
+            if choices.contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("expected one of {}", choices.join(", ")))
+            }
+        }
+    }
+}
+
+/// Environment variable for a setting: `log.dirs` → `ISTHMUS_LOG_DIRS`.
+pub fn env_name(name: &str) -> String {
+    format!(
+        "ISTHMUS_{}",
+        name.replace(['.', '-'], "_").to_ascii_uppercase()
+    )
+}
+
+/// The closest known name, for "did you mean" hints.
+pub fn suggest(name: &str) -> Option<&'static str> {
+    BROKER_SETTINGS
+        .iter()
+        .map(|s| (edit_distance(name, s.name), s.name))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, n)| n)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_is_valid_for_its_kind() {
+        for s in BROKER_SETTINGS {
+            if let Some(d) = s.default {
+                validate(&s.kind, d).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            }
+        }
+        for t in TOPIC_SETTINGS {
+            assert!(
+                broker_setting(t.broker_default).is_some(),
+                "{} has no broker default",
+                t.name
+            );
+        }
+    }
+
+    #[test]
+    fn env_names_and_suggestions() {
+        assert_eq!(env_name("log.dirs"), "ISTHMUS_LOG_DIRS");
+        assert_eq!(suggest("log.segmnt.bytes"), Some("log.segment.bytes"));
+        assert_eq!(suggest("completely.different.thing"), None);
+    }
+
+    #[test]
+    fn validation_messages_name_the_range() {
+        let e = validate(&ValueKind::Int { min: 14, max: 100 }, "5").unwrap_err();
+        assert!(e.contains("14") && e.contains("100"));
+        assert!(validate(&ValueKind::Bool, "yes").is_err());
+        assert!(validate(&ValueKind::Choice(TIMESTAMP_TYPES), "LogAppendTime").is_ok());
+    }
+}

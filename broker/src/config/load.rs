@@ -1,0 +1,453 @@
+//! Reads the node's settings from (lowest to highest precedence) defaults, an optional TOML
+//! file, `ISTHMUS_*` environment variables and command-line flags, validates every value and
+//! turns them into a typed [`NodeConfig`]. Every error names the setting, where the bad value
+//! came from and what would be accepted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use super::defs::{broker_setting, env_name, suggest, validate, BROKER_SETTINGS};
+
+/// Where a setting's value came from; DescribeConfigs reports it as `config_source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag,
+    /// Changed at run time through AlterConfigs / IncrementalAlterConfigs.
+    Dynamic,
+}
+
+impl Source {
+    /// Kafka's DescribeConfigs `ConfigSource` for a broker setting.
+    pub fn describe_code(&self) -> i8 {
+        match self {
+            Source::Default => 5,
+            Source::File(_) | Source::Env(_) | Source::Flag => 4,
+            Source::Dynamic => 3,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => write!(f, "default"),
+            Source::File(p) => write!(f, "config file {}", p.display()),
+            Source::Env(v) => write!(f, "environment variable {v}"),
+            Source::Flag => write!(f, "command line"),
+            Source::Dynamic => write!(f, "dynamic config"),
+        }
+    }
+}
+
+/// Raw, validated setting values by name.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    values: BTreeMap<&'static str, (String, Source)>,
+}
+
+impl Settings {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|(v, _)| v.as_str())
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.values.get(name).map(|(_, s)| s)
+    }
+
+    /// Sets a value after validating it against the table.
+    pub fn set(&mut self, name: &str, value: &str, source: Source) -> Result<(), String> {
+        let setting = broker_setting(name).ok_or_else(|| unknown_setting(name))?;
+        validate(&setting.kind, value)
+            .map_err(|e| format!("invalid value '{value}' for {name} (from {source}): {e}"))?;
+        self.values
+            .insert(setting.name, (value.to_string(), source));
+        Ok(())
+    }
+
+    /// Removes a dynamic override, falling back to the default.
+    pub fn reset(&mut self, name: &str) {
+        if let Some(setting) = broker_setting(name) {
+            match setting.default {
+                Some(d) => {
+                    self.values
+                        .insert(setting.name, (d.to_string(), Source::Default));
+                }
+                None => {
+                    self.values.remove(setting.name);
+                }
+            }
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> bool {
+        self.get(name) == Some("true")
+    }
+
+    pub fn i64(&self, name: &str) -> Option<i64> {
+        self.get(name).and_then(|v| v.trim().parse().ok())
+    }
+
+    fn defaults() -> Settings {
+        let mut s = Settings::default();
+        for setting in BROKER_SETTINGS {
+            if let Some(d) = setting.default {
+                s.values
+                    .insert(setting.name, (d.to_string(), Source::Default));
+            }
+        }
+        s
+    }
+}
+
+fn unknown_setting(name: &str) -> String {
+    match suggest(name) {
+        Some(s) => format!("unknown setting '{name}'; did you mean '{s}'?"),
+        None => format!("unknown setting '{name}'; see the configuration table in README.md"),
+    }
+}
+
+/// One listener, as `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Listener {
+    pub fn parse(text: &str) -> Result<Listener, String> {
+        let (name, rest) = text
+            .split_once("://")
+            .ok_or_else(|| format!("listener '{text}' must look like PLAINTEXT://host:port"))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("listener '{text}' has no port; write PLAINTEXT://host:port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("listener '{text}' has an invalid port '{port}'"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if name != "PLAINTEXT" {
+            return Err(format!(
+                "listener '{text}': only PLAINTEXT listeners are implemented so far (TLS and SASL come later)"
+            ));
+        }
+        Ok(Listener {
+            name: name.to_string(),
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// The address to bind: an empty host means every interface.
+    pub fn bind_address(&self) -> String {
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
+        if host.contains(':') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// The node's typed configuration (fixed for the life of the process) plus the raw settings,
+/// whose dynamic ones the broker may change at run time.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: i32,
+    pub rack: Option<String>,
+    pub listeners: Vec<Listener>,
+    pub advertised_listeners: Option<Vec<Listener>>,
+    pub log_dirs: Vec<PathBuf>,
+    pub auto_create_topics: bool,
+    pub delete_topic_enable: bool,
+    pub max_frame_bytes: usize,
+    pub retention_check_interval_ms: u64,
+    pub connections_max_idle_ms: u64,
+    pub settings: Settings,
+}
+
+impl NodeConfig {
+    /// Builds the typed view, checking what single values cannot (list shapes, combinations).
+    pub fn from_settings(settings: Settings) -> Result<NodeConfig, String> {
+        let list = |name: &str| -> Vec<String> {
+            settings
+                .get(name)
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let listeners: Vec<Listener> = list("listeners")
+            .iter()
+            .map(|l| Listener::parse(l))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                format!(
+                    "listeners (from {}): {e}",
+                    settings.source("listeners").unwrap_or(&Source::Default)
+                )
+            })?;
+        if listeners.is_empty() {
+            return Err(
+                "listeners is empty; set at least one, e.g. PLAINTEXT://127.0.0.1:9092".into(),
+            );
+        }
+        let advertised_listeners = if settings.get("advertised.listeners").is_some() {
+            let adv: Vec<Listener> = list("advertised.listeners")
+                .iter()
+                .map(|l| Listener::parse(l))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("advertised.listeners: {e}"))?;
+            for a in &adv {
+                if a.host.is_empty() || a.host == "0.0.0.0" || a.host == "::" {
+                    return Err(format!(
+                        "advertised.listeners: '{}://{}:{}' is not an address clients can connect to; give a host name or IP",
+                        a.name, a.host, a.port
+                    ));
+                }
+            }
+            Some(adv)
+        } else {
+            None
+        };
+        let log_dirs: Vec<PathBuf> = list("log.dirs").into_iter().map(PathBuf::from).collect();
+        if log_dirs.is_empty() {
+            return Err("log.dirs is empty; give at least one directory".into());
+        }
+        let number = |name: &str| settings.i64(name).unwrap_or_default();
+        Ok(NodeConfig {
+            node_id: number("node.id") as i32,
+            rack: settings
+                .get("broker.rack")
+                .filter(|r| !r.is_empty())
+                .map(String::from),
+            listeners,
+            advertised_listeners,
+            log_dirs,
+            auto_create_topics: settings.bool("auto.create.topics.enable"),
+            delete_topic_enable: settings.bool("delete.topic.enable"),
+            max_frame_bytes: number("socket.request.max.bytes") as usize,
+            retention_check_interval_ms: number("log.retention.check.interval.ms") as u64,
+            connections_max_idle_ms: number("connections.max.idle.ms") as u64,
+            settings,
+        })
+    }
+}
+
+/// The command line: `--config FILE` plus one `--<kafka.name> VALUE` flag per setting, each
+/// also readable from its `ISTHMUS_*` variable.
+pub fn command() -> Command {
+    let mut cmd = Command::new("isthmus")
+        .about("Isthmus: a Kafka-compatible broker for stretch clusters")
+        .long_about(
+            "Isthmus: a Kafka-compatible broker for stretch clusters.\n\n\
+             With no arguments it runs one node on 127.0.0.1:9092 with data under ./data.\n\
+             Every setting can be given as a flag (--log.dirs /var/lib/isthmus), as an\n\
+             environment variable (ISTHMUS_LOG_DIRS) or in a TOML file (--config isthmus.toml,\n\
+             `\"log.dirs\" = \"/var/lib/isthmus\"`); flags win over variables, variables over the file.",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .env("ISTHMUS_CONFIG")
+                .value_name("FILE")
+                .help("TOML file with settings by their Kafka names"),
+        );
+    for setting in BROKER_SETTINGS {
+        let help = match setting.default {
+            Some(d) => format!("{} [default: {d}]", setting.doc),
+            None => setting.doc.to_string(),
+        };
+        cmd = cmd.arg(
+            Arg::new(setting.name)
+                .long(setting.name)
+                .value_name("VALUE")
+                .action(ArgAction::Set)
+                .help(help),
+        );
+    }
+    cmd
+}
+
+/// Resolves settings from parsed flags, the environment and the optional file.
+pub fn load(
+    matches: &ArgMatches,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<NodeConfig, String> {
+    let mut settings = Settings::defaults();
+    if let Some(path) = matches.get_one::<String>("config") {
+        load_file(&mut settings, Path::new(path))?;
+    }
+    for setting in BROKER_SETTINGS {
+        let var = env_name(setting.name);
+        if let Some(value) = env(&var) {
+            settings.set(setting.name, &value, Source::Env(var))?;
+        }
+    }
+    for setting in BROKER_SETTINGS {
+        if let Some(value) = matches.get_one::<String>(setting.name) {
+            settings.set(setting.name, value, Source::Flag)?;
+        }
+    }
+    NodeConfig::from_settings(settings)
+}
+
+fn load_file(settings: &mut Settings, path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+    let mut flat = Vec::new();
+    flatten("", &toml::Value::Table(table), &mut flat)
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    for (name, value) in flat {
+        settings
+            .set(&name, &value, Source::File(path.to_path_buf()))
+            .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Nested tables become dotted names (`[log] dirs = …` is `log.dirs`); arrays become
+/// comma-separated lists.
+fn flatten(
+    prefix: &str,
+    value: &toml::Value,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), String> {
+    let scalar = |v: &toml::Value| -> Result<String, String> {
+        match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Boolean(b) => Ok(b.to_string()),
+            toml::Value::Float(f) => Ok(f.to_string()),
+            other => Err(format!("'{prefix}' has an unsupported value {other}")),
+        }
+    };
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&name, v, out)?;
+            }
+            Ok(())
+        }
+        toml::Value::Array(items) => {
+            let parts: Result<Vec<String>, String> = items.iter().map(scalar).collect();
+            out.push((prefix.to_string(), parts?.join(",")));
+            Ok(())
+        }
+        v => {
+            out.push((prefix.to_string(), scalar(v)?));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_args(args: &[&str], env: &[(&str, &str)]) -> Result<NodeConfig, String> {
+        let mut argv = vec!["isthmus"];
+        argv.extend_from_slice(args);
+        let matches = command()
+            .try_get_matches_from(argv)
+            .map_err(|e| e.to_string())?;
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load(&matches, |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn no_arguments_gives_the_single_node_defaults() {
+        let c = load_args(&[], &[]).unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(
+            c.listeners,
+            vec![Listener {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092
+            }]
+        );
+        assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
+        assert!(c.auto_create_topics);
+        assert_eq!(c.settings.get("log.segment.bytes"), Some("1073741824"));
+        assert_eq!(
+            c.settings.source("log.segment.bytes"),
+            Some(&Source::Default)
+        );
+    }
+
+    #[test]
+    fn flags_beat_environment_beats_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("isthmus.toml");
+        std::fs::write(
+            &file,
+            "\"num.partitions\" = 3\n[log]\ndirs = [\"/a\", \"/b\"]\nsegment.bytes = 1000\n",
+        )
+        .unwrap();
+        let c = load_args(
+            &["--config", file.to_str().unwrap(), "--num.partitions", "7"],
+            &[
+                ("ISTHMUS_NUM_PARTITIONS", "5"),
+                ("ISTHMUS_LOG_SEGMENT_BYTES", "2000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.settings.get("num.partitions"), Some("7"));
+        assert_eq!(c.settings.get("log.segment.bytes"), Some("2000"));
+        assert_eq!(c.log_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+    }
+
+    #[test]
+    fn bad_values_say_what_to_change() {
+        let e = load_args(&["--log.segment.bytes", "abc"], &[]).unwrap_err();
+        assert!(
+            e.contains("log.segment.bytes") && e.contains("integer"),
+            "{e}"
+        );
+        let e = load_args(&[], &[("ISTHMUS_AUTO_CREATE_TOPICS_ENABLE", "yes")]).unwrap_err();
+        assert!(
+            e.contains("ISTHMUS_AUTO_CREATE_TOPICS_ENABLE") && e.contains("true or false"),
+            "{e}"
+        );
+        let e = load_args(&["--listeners", "SSL://127.0.0.1:9093"], &[]).unwrap_err();
+        assert!(e.contains("only PLAINTEXT"), "{e}");
+        let e = load_args(&["--listeners", "PLAINTEXT://127.0.0.1"], &[]).unwrap_err();
+        assert!(e.contains("no port"), "{e}");
+        let e =
+            load_args(&["--advertised.listeners", "PLAINTEXT://0.0.0.0:9092"], &[]).unwrap_err();
+        assert!(e.contains("not an address clients can connect to"), "{e}");
+    }
+
+    #[test]
+    fn unknown_file_keys_get_a_suggestion() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("isthmus.toml");
+        std::fs::write(&file, "\"log.segmnt.bytes\" = 1000\n").unwrap();
+        let e = load_args(&["--config", file.to_str().unwrap()], &[]).unwrap_err();
+        assert!(e.contains("did you mean 'log.segment.bytes'"), "{e}");
+    }
+}

@@ -1,0 +1,157 @@
+//! A topic's effective settings: its own overrides on top of the broker's (dynamic) defaults.
+
+use std::collections::BTreeMap;
+
+use isthmus_storage::{LogConfig, TimestampType};
+
+use super::defs::{topic_setting, validate, TOPIC_SETTINGS};
+use super::Settings;
+
+/// How a partition makes writes durable before acknowledging them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Default: fsync (group-committed) before acks=1 and acks=all are answered.
+    Durable,
+    /// Kafka's behaviour: acknowledge from the page cache, fsync after `messages` or `ms`.
+    PageCache {
+        messages: Option<u64>,
+        ms: Option<u64>,
+    },
+}
+
+/// Everything a partition needs from its topic's configuration.
+#[derive(Debug, Clone)]
+pub struct TopicSettings {
+    pub log: LogConfig,
+    pub flush: FlushPolicy,
+    pub min_insync_replicas: i32,
+}
+
+/// Checks topic overrides as CreateTopics / AlterConfigs receive them.
+pub fn validate_overrides<'a>(
+    overrides: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<(), String> {
+    for (name, value) in overrides {
+        let setting =
+            topic_setting(name).ok_or_else(|| format!("unknown topic config '{name}'"))?;
+        let Some(value) = value else { continue };
+        validate(&setting.kind, value)
+            .map_err(|e| format!("invalid value '{value}' for {name}: {e}"))?;
+        if name == "cleanup.policy" && value.contains("compact") {
+            return Err("cleanup.policy=compact is not implemented yet; use delete".into());
+        }
+    }
+    Ok(())
+}
+
+/// The value in force for a topic setting and whether the topic overrides it.
+pub fn effective<'a>(
+    name: &str,
+    overrides: &'a BTreeMap<String, String>,
+    broker: &'a Settings,
+) -> Option<(&'a str, bool)> {
+    if let Some(v) = overrides.get(name) {
+        return Some((v.as_str(), true));
+    }
+    let setting = topic_setting(name)?;
+    broker.get(setting.broker_default).map(|v| (v, false))
+}
+
+impl TopicSettings {
+    pub fn resolve(overrides: &BTreeMap<String, String>, broker: &Settings) -> TopicSettings {
+        let num = |name: &str| -> Option<i64> {
+            effective(name, overrides, broker).and_then(|(v, _)| v.trim().parse().ok())
+        };
+        let limit = |v: Option<i64>| v.filter(|v| *v >= 0);
+        let mut log = LogConfig::default();
+        if let Some(v) = num("segment.bytes") {
+            log.segment_bytes = v as u64;
+        }
+        log.segment_ms = num("segment.ms").map(|v| v as u64);
+        log.retention_ms = limit(num("retention.ms"));
+        log.retention_bytes = limit(num("retention.bytes"));
+        if let Some(v) = num("max.message.bytes") {
+            log.max_message_bytes = v as u32;
+        }
+        if let Some(v) = num("index.interval.bytes") {
+            log.index_interval_bytes = v as u32;
+        }
+        if let Some(v) = num("segment.index.bytes") {
+            log.segment_index_bytes = v as u32;
+        }
+        log.message_timestamp_type = match effective("message.timestamp.type", overrides, broker) {
+            Some(("LogAppendTime", _)) => TimestampType::LogAppendTime,
+            _ => TimestampType::CreateTime,
+        };
+        let messages = num("flush.messages").map(|v| v as u64);
+        let ms = num("flush.ms").map(|v| v as u64);
+        let flush = if messages.is_none() && ms.is_none() {
+            FlushPolicy::Durable
+        } else {
+            FlushPolicy::PageCache { messages, ms }
+        };
+        TopicSettings {
+            log,
+            flush,
+            min_insync_replicas: num("min.insync.replicas").unwrap_or(1) as i32,
+        }
+    }
+}
+
+/// Every topic setting with its value in force, for DescribeConfigs.
+pub fn describe_all<'a>(
+    overrides: &'a BTreeMap<String, String>,
+    broker: &'a Settings,
+) -> impl Iterator<Item = (&'static str, Option<&'a str>, bool)> + 'a {
+    TOPIC_SETTINGS
+        .iter()
+        .map(move |s| match effective(s.name, overrides, broker) {
+            Some((v, overridden)) => (s.name, Some(v), overridden),
+            None => (s.name, None, false),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Source;
+
+    fn broker() -> Settings {
+        let mut s = Settings::default();
+        s.set("log.retention.ms", "1000", Source::Default).unwrap();
+        s.set("log.segment.bytes", "4096", Source::Default).unwrap();
+        s
+    }
+
+    #[test]
+    fn topic_overrides_win_over_broker_defaults() {
+        let mut o = BTreeMap::new();
+        o.insert("retention.ms".to_string(), "-1".to_string());
+        let t = TopicSettings::resolve(&o, &broker());
+        assert_eq!(t.log.retention_ms, None);
+        assert_eq!(t.log.segment_bytes, 4096);
+        assert_eq!(t.flush, FlushPolicy::Durable);
+        o.insert("flush.messages".into(), "1".into());
+        assert_eq!(
+            TopicSettings::resolve(&o, &broker()).flush,
+            FlushPolicy::PageCache {
+                messages: Some(1),
+                ms: None
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_overrides_are_refused_with_a_reason() {
+        assert!(validate_overrides([("retention.ms", Some("abc"))])
+            .unwrap_err()
+            .contains("retention.ms"));
+        assert!(validate_overrides([("no.such.config", Some("1"))])
+            .unwrap_err()
+            .contains("unknown"));
+        assert!(validate_overrides([("cleanup.policy", Some("compact"))])
+            .unwrap_err()
+            .contains("not implemented"));
+        assert!(validate_overrides([("retention.ms", Some("1000"))]).is_ok());
+    }
+}

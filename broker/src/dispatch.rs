@@ -1,0 +1,174 @@
+//! The one table of implemented APIs. Requests are routed by it and the ApiVersions answer
+//! is generated from it, so the broker advertises exactly what it handles.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::VersionRange;
+
+use crate::broker::Broker;
+use crate::handlers;
+
+/// What a handler gives back. Work whose order matters (appends) is done before the handler
+/// returns; what may take time (fsync, replication, long polls) is left in the future, so
+/// later requests on the same connection can start while earlier ones wait.
+// One Reply is built and moved once per request; boxing the common case would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Reply {
+    Now(ResponseKind),
+    Later(BoxFuture<'static, ResponseKind>),
+    /// acks=0 produce: Kafka sends no response at all.
+    Nothing,
+    /// The request cannot be answered; close the connection (as Kafka does for malformed input).
+    Close(String),
+}
+
+pub type Handler = fn(&Arc<Broker>, &RequestHeader, RequestKind) -> Reply;
+
+pub struct Api {
+    pub key: ApiKey,
+    pub versions: VersionRange,
+    pub handler: Handler,
+}
+
+/// Kafka 4.0 dropped Produce v0-v2 but still advertises v0 as the minimum, because older
+/// librdkafka releases refuse a broker whose Produce minimum is above 0 (KAFKA-18659).
+/// Requests below the real minimum are still refused.
+pub const PRODUCE_ADVERTISED_MIN_VERSION: i16 = 0;
+
+/// The crate's version range for `key` (Kafka 4.x floors), optionally capped where a newer
+/// version's semantics are not implemented.
+const fn versions(min: i16, max: i16) -> VersionRange {
+    VersionRange { min, max }
+}
+
+pub static APIS: &[Api] = &[
+    Api {
+        key: ApiKey::Produce,
+        versions: versions(3, 13),
+        handler: handlers::produce::handle,
+    },
+    Api {
+        key: ApiKey::Fetch,
+        versions: versions(4, 18),
+        handler: handlers::fetch::handle,
+    },
+    Api {
+        key: ApiKey::ListOffsets,
+        versions: versions(1, 10),
+        handler: handlers::list_offsets::handle,
+    },
+    Api {
+        key: ApiKey::Metadata,
+        versions: versions(0, 13),
+        handler: handlers::metadata::handle,
+    },
+    Api {
+        key: ApiKey::ApiVersions,
+        versions: versions(0, 4),
+        handler: handlers::api_versions::handle,
+    },
+    Api {
+        key: ApiKey::CreateTopics,
+        versions: versions(2, 7),
+        handler: handlers::create_topics::handle,
+    },
+    Api {
+        key: ApiKey::DeleteTopics,
+        versions: versions(1, 6),
+        handler: handlers::delete_topics::handle,
+    },
+    Api {
+        key: ApiKey::DeleteRecords,
+        versions: versions(0, 2),
+        handler: handlers::delete_records::handle,
+    },
+    Api {
+        key: ApiKey::InitProducerId,
+        versions: versions(0, 5),
+        handler: handlers::init_producer_id::handle,
+    },
+    Api {
+        key: ApiKey::OffsetForLeaderEpoch,
+        versions: versions(2, 4),
+        handler: handlers::offset_for_leader_epoch::handle,
+    },
+    Api {
+        key: ApiKey::DescribeConfigs,
+        versions: versions(1, 4),
+        handler: handlers::configs::describe,
+    },
+    Api {
+        key: ApiKey::AlterConfigs,
+        versions: versions(0, 2),
+        handler: handlers::configs::alter,
+    },
+    Api {
+        key: ApiKey::IncrementalAlterConfigs,
+        versions: versions(0, 1),
+        handler: handlers::configs::incremental_alter,
+    },
+    Api {
+        key: ApiKey::DescribeLogDirs,
+        versions: versions(1, 4),
+        handler: handlers::describe_log_dirs::handle,
+    },
+    Api {
+        key: ApiKey::CreatePartitions,
+        versions: versions(0, 3),
+        handler: handlers::create_partitions::handle,
+    },
+    Api {
+        key: ApiKey::DescribeCluster,
+        versions: versions(0, 2),
+        handler: handlers::describe_cluster::handle,
+    },
+];
+
+pub fn find(api_key: i16) -> Option<&'static Api> {
+    APIS.iter().find(|a| a.key as i16 == api_key)
+}
+
+impl Api {
+    /// The range ApiVersions announces.
+    pub fn advertised(&self) -> VersionRange {
+        match self.key {
+            ApiKey::Produce => VersionRange {
+                min: PRODUCE_ADVERTISED_MIN_VERSION,
+                max: self.versions.max,
+            },
+            _ => self.versions,
+        }
+    }
+
+    pub fn supports(&self, version: i16) -> bool {
+        version >= self.versions.min && version <= self.versions.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_stays_inside_what_the_codec_can_decode() {
+        for api in APIS {
+            let codec = api.key.valid_versions();
+            assert!(
+                api.versions.min >= codec.min && api.versions.max <= codec.max,
+                "{:?}: table {:?} outside codec {:?}",
+                api.key,
+                api.versions,
+                codec
+            );
+            assert_eq!(
+                APIS.iter().filter(|a| a.key == api.key).count(),
+                1,
+                "{:?} listed twice",
+                api.key
+            );
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! DescribeCluster: the cluster id, the controller and the brokers.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterResponse, RequestHeader, RequestKind, ResponseKind,
+};
+
+use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
+use super::{mismatched, text};
+use crate::broker::Broker;
+use crate::dispatch::Reply;
+
+/// DescribeCluster v1+ `endpoint_type`: 1 = brokers, 2 = controllers.
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+
+pub fn handle(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -> Reply {
+    let RequestKind::DescribeCluster(req) = body else {
+        return mismatched("DescribeCluster");
+    };
+    if req.endpoint_type != ENDPOINT_TYPE_BROKERS && req.endpoint_type != 0 {
+        let response = DescribeClusterResponse::default()
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(text("only broker endpoints can be described")))
+            .with_endpoint_type(req.endpoint_type);
+        return Reply::Now(ResponseKind::DescribeCluster(response));
+    }
+    let (host, port) = broker.endpoint();
+    let response = DescribeClusterResponse::default()
+        .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
+        .with_cluster_id(text(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.node_id()))
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(broker.node_id()))
+            .with_host(text(host))
+            .with_port(port as i32)
+            .with_rack(broker.rack().map(text))])
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    Reply::Now(ResponseKind::DescribeCluster(response))
+}

@@ -1,0 +1,132 @@
+//! Metadata: brokers, controller and topics (with ids) from the local image; creates topics
+//! that do not exist when auto-create is on and the client allows it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, MetadataResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
+};
+use uuid::Uuid;
+
+use super::{mismatched, text};
+use crate::broker::Broker;
+use crate::dispatch::Reply;
+use crate::metadata::names::validate_topic_name;
+use crate::metadata::TopicRecord;
+use crate::topics::{self, NewTopic};
+
+/// Kafka's "authorized operations not requested" marker.
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -> Reply {
+    let RequestKind::Metadata(req) = body else {
+        return mismatched("Metadata");
+    };
+    let version = header.request_api_version;
+    let allow_create =
+        broker.node.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let image = broker.metadata.image();
+    let topics: Vec<MetadataResponseTopic> = match req.topics {
+        // v0: an empty list means every topic; v1+: null means every topic.
+        None => image.topics.values().map(|t| describe(broker, t)).collect(),
+        Some(list) if list.is_empty() && version == 0 => {
+            image.topics.values().map(|t| describe(broker, t)).collect()
+        }
+        Some(list) => list
+            .into_iter()
+            .map(|wanted| match (wanted.name, wanted.topic_id) {
+                (Some(name), _) => by_name(broker, &name.0, allow_create),
+                (None, id) if !id.is_nil() => match broker.metadata.image().topic_by_id(id) {
+                    Some(t) => describe(broker, t),
+                    None => error_topic(None, id, ResponseError::UnknownTopicId),
+                },
+                (None, id) => error_topic(None, id, ResponseError::InvalidRequest),
+            })
+            .collect(),
+    };
+    let (host, port) = broker.endpoint();
+    let response = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(broker.node_id()))
+            .with_host(text(host))
+            .with_port(port as i32)
+            .with_rack(broker.rack().map(text))])
+        .with_cluster_id(Some(text(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.node_id()))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    Reply::Now(ResponseKind::Metadata(response))
+}
+
+fn by_name(broker: &Arc<Broker>, name: &str, allow_create: bool) -> MetadataResponseTopic {
+    if let Some(t) = broker.metadata.image().topic(name) {
+        return describe(broker, t);
+    }
+    if validate_topic_name(name).is_err() {
+        return error_topic(
+            Some(name),
+            Uuid::nil(),
+            ResponseError::InvalidTopicException,
+        );
+    }
+    if !allow_create {
+        return error_topic(
+            Some(name),
+            Uuid::nil(),
+            ResponseError::UnknownTopicOrPartition,
+        );
+    }
+    let new = NewTopic {
+        name: name.to_string(),
+        partitions: -1,
+        replication_factor: -1,
+        assignments: Vec::new(),
+        configs: BTreeMap::new(),
+    };
+    match topics::create(broker, new, false) {
+        Ok(record) => describe(broker, &record),
+        Err(e) => match broker.metadata.image().topic(name) {
+            // Created concurrently by another request: describe what is there.
+            Some(t) => describe(broker, t),
+            None => error_topic(Some(name), Uuid::nil(), e.response_error()),
+        },
+    }
+}
+
+fn describe(broker: &Broker, topic: &TopicRecord) -> MetadataResponseTopic {
+    let me = BrokerId(broker.node_id());
+    let partitions = (0..topic.partitions)
+        .map(|index| {
+            let epoch = broker
+                .replicas
+                .partition(&topic.name, index)
+                .map(|p| p.leader_epoch())
+                .unwrap_or(topic.leader_epoch);
+            MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(me)
+                .with_leader_epoch(epoch)
+                .with_replica_nodes(vec![me])
+                .with_isr_nodes(vec![me])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(text(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.name.starts_with("__"))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn error_topic(name: Option<&str>, id: Uuid, error: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(error.code())
+        .with_name(name.map(|n| TopicName(text(n.to_string()))))
+        .with_topic_id(id)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}

@@ -1,0 +1,44 @@
+//! One file per Kafka API. Each handler checks its input, calls into the replicas, topics or
+//! metadata, and turns errors into Kafka error codes here, at the edge.
+
+pub mod api_versions;
+pub mod configs;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_log_dirs;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::dispatch::Reply;
+
+pub fn text(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// A request routed to the wrong handler: a bug in the table, so refuse it loudly rather
+/// than guess.
+pub fn mismatched(api: &str) -> Reply {
+    Reply::Close(format!("internal routing error: request is not {api}"))
+}
+
+/// Checks a client's CurrentLeaderEpoch against ours as Kafka does: older → fenced, newer →
+/// we have not learned it yet. -1 means the client does not know.
+pub fn check_leader_epoch(client_epoch: i32, ours: i32) -> Result<(), ResponseError> {
+    if client_epoch < 0 || client_epoch == ours {
+        Ok(())
+    } else if client_epoch < ours {
+        Err(ResponseError::FencedLeaderEpoch)
+    } else {
+        Err(ResponseError::UnknownLeaderEpoch)
+    }
+}

@@ -1,0 +1,244 @@
+//! Produce: validate, append in request order, then (for acks=1 and acks=all) answer once
+//! the write is durable under the flush policy and below the high watermark.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::FutureExt;
+use isthmus_storage::AppendOutcome;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{
+    ProduceResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
+};
+use uuid::Uuid;
+
+use super::{mismatched, text};
+use crate::broker::{now_ms, Broker};
+use crate::dispatch::Reply;
+use crate::error::BrokerError;
+use crate::replica::Partition;
+
+/// The one replica of a single node is the whole ISR.
+const SINGLE_NODE_ISR_SIZE: i32 = 1;
+
+/// A partition's answer, or the wait that produces it.
+enum Outcome {
+    Done(PartitionProduceResponse),
+    Wait {
+        partition: Arc<Partition>,
+        end_offset: i64,
+        response: PartitionProduceResponse,
+    },
+}
+
+pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -> Reply {
+    let RequestKind::Produce(req) = body else {
+        return mismatched("Produce");
+    };
+    let by_id = header.request_api_version >= 13;
+    let acks = req.acks;
+    let now = now_ms();
+    let mut topics: Vec<(TopicName, Uuid, Vec<Outcome>)> = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let name = if by_id {
+            broker
+                .metadata
+                .image()
+                .topic_by_id(topic.topic_id)
+                .map(|t| t.name.clone())
+        } else {
+            Some(topic.name.0.to_string())
+        };
+        let mut outcomes = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let index = data.index;
+            let fail = |error: ResponseError, message: String| {
+                Outcome::Done(partition_error(index, error, Some(message)))
+            };
+            if !matches!(acks, -1..=1) {
+                outcomes.push(fail(
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, got {acks}"),
+                ));
+                continue;
+            }
+            if req.transactional_id.is_some() {
+                outcomes.push(fail(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "transactions are not implemented yet".into(),
+                ));
+                continue;
+            }
+            let partition = match &name {
+                Some(n) => broker.replicas.partition(n, index),
+                None => None,
+            };
+            let Some(partition) = partition else {
+                let error = if by_id && name.is_none() {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                outcomes.push(fail(error, "this partition does not exist".into()));
+                continue;
+            };
+            let Some(records) = data.records.filter(|r| !r.is_empty()) else {
+                outcomes.push(fail(
+                    ResponseError::InvalidRecord,
+                    "a produce request needs at least one record batch".into(),
+                ));
+                continue;
+            };
+            let min_isr = partition.settings().min_insync_replicas;
+            if acks == -1 && SINGLE_NODE_ISR_SIZE < min_isr {
+                outcomes.push(fail(
+                    ResponseError::NotEnoughReplicas,
+                    format!("{SINGLE_NODE_ISR_SIZE} in-sync replica(s), min.insync.replicas is {min_isr}"),
+                ));
+                continue;
+            }
+            // Offsets and epochs are rewritten in place, so the batch needs a buffer of its own.
+            let mut batch = BytesMut::from(&records[..]);
+            outcomes.push(match partition.append(&mut batch, now) {
+                Ok(AppendOutcome::Appended {
+                    base_offset,
+                    last_offset,
+                    log_append_time_ms,
+                    log_start_offset,
+                }) => Outcome::Wait {
+                    partition,
+                    end_offset: last_offset + 1,
+                    response: PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_base_offset(base_offset)
+                        .with_log_append_time_ms(log_append_time_ms)
+                        .with_log_start_offset(log_start_offset),
+                },
+                Ok(AppendOutcome::Duplicate {
+                    base_offset,
+                    last_offset,
+                }) => Outcome::Wait {
+                    response: PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_base_offset(base_offset)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(partition.log_start_offset()),
+                    partition,
+                    end_offset: last_offset + 1,
+                },
+                Err(e) => Outcome::Done(append_error(index, &e)),
+            });
+        }
+        topics.push((topic.name, topic.topic_id, outcomes));
+    }
+    if acks == 0 {
+        return Reply::Nothing;
+    }
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let needs_wait = topics
+        .iter()
+        .any(|(_, _, o)| o.iter().any(|o| matches!(o, Outcome::Wait { .. })));
+    if !needs_wait {
+        return Reply::Now(ResponseKind::Produce(build(
+            topics
+                .into_iter()
+                .map(|(n, id, o)| (n, id, o.into_iter().map(done).collect())),
+        )));
+    }
+    Reply::Later(
+        async move {
+            let mut answered = Vec::with_capacity(topics.len());
+            for (name, id, outcomes) in topics {
+                let mut partitions = Vec::with_capacity(outcomes.len());
+                for outcome in outcomes {
+                    partitions.push(match outcome {
+                        Outcome::Done(r) => r,
+                        Outcome::Wait {
+                            partition,
+                            end_offset,
+                            response,
+                        } => {
+                            let wait = async {
+                                if acks == -1 {
+                                    partition.wait_high_watermark(end_offset).await
+                                } else {
+                                    partition.wait_durable(end_offset).await
+                                }
+                            };
+                            match tokio::time::timeout(timeout, wait).await {
+                                Ok(Ok(())) => response,
+                                Ok(Err(e)) => partition_error(
+                                    response.index,
+                                    e.response_error(),
+                                    Some(e.to_string()),
+                                ),
+                                Err(_) => partition_error(
+                                    response.index,
+                                    ResponseError::RequestTimedOut,
+                                    Some(format!(
+                                        "not durable within the request timeout of {} ms",
+                                        timeout.as_millis()
+                                    )),
+                                ),
+                            }
+                        }
+                    });
+                }
+                answered.push((name, id, partitions));
+            }
+            ResponseKind::Produce(build(answered.into_iter()))
+        }
+        .boxed(),
+    )
+}
+
+fn done(outcome: Outcome) -> PartitionProduceResponse {
+    match outcome {
+        Outcome::Done(r) | Outcome::Wait { response: r, .. } => r,
+    }
+}
+
+fn build(
+    topics: impl Iterator<Item = (TopicName, Uuid, Vec<PartitionProduceResponse>)>,
+) -> ProduceResponse {
+    ProduceResponse::default().with_responses(
+        topics
+            .map(|(name, id, partitions)| {
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_topic_id(id)
+                    .with_partition_responses(partitions)
+            })
+            .collect(),
+    )
+}
+
+fn partition_error(
+    index: i32,
+    error: ResponseError,
+    message: Option<String>,
+) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(text))
+}
+
+fn append_error(index: i32, e: &BrokerError) -> PartitionProduceResponse {
+    let error = e.response_error();
+    let mut response = partition_error(index, error, Some(e.to_string()));
+    if error == ResponseError::InvalidRecord {
+        // Kafka names the offending batch so clients can report which records were refused.
+        response.record_errors = vec![BatchIndexAndErrorMessage::default()
+            .with_batch_index(0)
+            .with_batch_index_error_message(Some(text(e.to_string())))];
+    }
+    response
+}

@@ -1,0 +1,59 @@
+//! `isthmus`: run one Isthmus node. With no arguments: a single node on 127.0.0.1:9092 with
+//! data under ./data.
+
+use std::process::ExitCode;
+
+use isthmus_broker::config::load;
+
+fn main() -> ExitCode {
+    let matches = load::command().get_matches();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match load::load(&matches, |name| std::env::var(name).ok()) {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("isthmus: configuration error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("isthmus")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isthmus: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(isthmus_broker::run(config, stop_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("isthmus: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C will stop the broker");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

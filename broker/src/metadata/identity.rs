@@ -1,0 +1,134 @@
+//! The node's identity on disk: `meta.properties` in every log dir (cluster id, node id, as
+//! Kafka writes it) and an exclusive lock so two processes never share a directory.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::store::write_atomically;
+use crate::error::BrokerError;
+
+const META_PROPERTIES: &str = "meta.properties";
+const LOCK_FILE: &str = ".lock";
+
+/// Held for the life of the process; dropping it releases the directory lock.
+#[derive(Debug)]
+pub struct LogDirLock {
+    _lock: Flock<File>,
+    pub dir: PathBuf,
+}
+
+/// Locks every log dir, checks or writes `meta.properties`, and returns the cluster id.
+pub fn claim_log_dirs(
+    dirs: &[PathBuf],
+    node_id: i32,
+) -> Result<(String, Vec<LogDirLock>), BrokerError> {
+    let mut locks = Vec::new();
+    let mut cluster_id: Option<String> = None;
+    for dir in dirs {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            BrokerError::Fatal(format!(
+                "cannot create log dir {}: {e}; check log.dirs and permissions",
+                dir.display()
+            ))
+        })?;
+        let file = File::create(dir.join(LOCK_FILE)).map_err(|e| BrokerError::io(dir, e))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+            BrokerError::Fatal(format!(
+                "log dir {} is in use by another Isthmus process; stop it or choose another log.dirs",
+                dir.display()
+            ))
+        })?;
+        locks.push(LogDirLock {
+            _lock: lock,
+            dir: dir.clone(),
+        });
+        if let Some(props) = read_properties(&dir.join(META_PROPERTIES))? {
+            let found_node = props.get("node.id").and_then(|v| v.parse::<i32>().ok());
+            if found_node != Some(node_id) {
+                return Err(BrokerError::Fatal(format!(
+                    "log dir {} belongs to node.id {} but this node is {node_id}; set node.id accordingly or use an empty log dir",
+                    dir.display(),
+                    props.get("node.id").map(String::as_str).unwrap_or("?")
+                )));
+            }
+            let found_cluster = props.get("cluster.id").cloned().unwrap_or_default();
+            match &cluster_id {
+                Some(c) if *c != found_cluster => {
+                    return Err(BrokerError::Fatal(format!(
+                        "log dir {} belongs to cluster {found_cluster}, the others to {c}; log dirs of different clusters cannot be mixed",
+                        dir.display()
+                    )))
+                }
+                _ => cluster_id = Some(found_cluster),
+            }
+        }
+    }
+    let cluster_id = cluster_id.unwrap_or_else(new_cluster_id);
+    for dir in dirs {
+        if read_properties(&dir.join(META_PROPERTIES))?.is_none() {
+            let text = format!("version=1\nnode.id={node_id}\ncluster.id={cluster_id}\n");
+            write_atomically(dir, META_PROPERTIES, text.as_bytes())?;
+        }
+    }
+    Ok((cluster_id, locks))
+}
+
+fn read_properties(path: &Path) -> Result<Option<BTreeMap<String, String>>, BrokerError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(
+            text.lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .collect(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BrokerError::io(path, e)),
+    }
+}
+
+/// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding (22 chars).
+pub fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    let mut out = String::with_capacity(22);
+    for b in bytes {
+        bits = (bits << 8) | b as u32;
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_written_once_and_checked_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = vec![dir.path().join("a"), dir.path().join("b")];
+        let (cluster, locks) = claim_log_dirs(&dirs, 3).unwrap();
+        assert_eq!(cluster.len(), 22);
+        // A second claimant is refused while the first holds the locks.
+        let e = claim_log_dirs(&dirs, 3).unwrap_err().to_string();
+        assert!(e.contains("in use"), "{e}");
+        drop(locks);
+        let (again, _locks) = claim_log_dirs(&dirs, 3).unwrap();
+        assert_eq!(again, cluster);
+        drop(_locks);
+        let e = claim_log_dirs(&dirs, 4).unwrap_err().to_string();
+        assert!(e.contains("node.id 3"), "{e}");
+    }
+}

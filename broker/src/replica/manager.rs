@@ -1,0 +1,288 @@
+//! The partitions this node hosts, kept in step with the metadata image: opened at startup
+//! (with crash recovery when the last stop was not clean), created, grown and deleted as
+//! topics change, and closed cleanly on shutdown.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use isthmus_storage::Log;
+use parking_lot::RwLock;
+
+use super::partition::Partition;
+use crate::config::topic::TopicSettings;
+use crate::config::Settings;
+use crate::error::BrokerError;
+use crate::metadata::names::validate_topic_name;
+use crate::metadata::{Image, TopicRecord};
+
+/// Written on clean shutdown, removed once the node is up: its absence at startup means the
+/// logs need recovery.
+const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
+
+/// A topic's local partitions, replaced as a whole when partitions are added.
+pub struct TopicReplicas {
+    pub record: Arc<TopicRecord>,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+pub struct ReplicaManager {
+    log_dirs: Vec<PathBuf>,
+    topics: RwLock<HashMap<String, Arc<TopicReplicas>>>,
+}
+
+impl ReplicaManager {
+    /// Opens every partition of the image, recovering logs after an unclean stop, removes
+    /// directories of topics that no longer exist, and creates any the image has but the
+    /// disk lacks (a crash between the metadata write and the directory creation).
+    pub fn load(
+        log_dirs: &[PathBuf],
+        image: &Image,
+        settings: &Settings,
+    ) -> Result<ReplicaManager, BrokerError> {
+        let mut found: HashMap<(String, i32), PathBuf> = HashMap::new();
+        let mut clean = true;
+        for dir in log_dirs {
+            if !dir.join(CLEAN_SHUTDOWN_MARKER).exists() {
+                clean = false;
+            }
+            let entries = std::fs::read_dir(dir).map_err(|e| BrokerError::io(dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| BrokerError::io(dir, e))?;
+                if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().to_string();
+                if name.ends_with("-delete") {
+                    tracing::info!(dir = %entry.path().display(), "removing a partition whose deletion was interrupted");
+                    std::fs::remove_dir_all(entry.path())
+                        .map_err(|e| BrokerError::io(&entry.path(), e))?;
+                    continue;
+                }
+                let Some((topic, index)) = parse_partition_dir(&name) else {
+                    continue;
+                };
+                if let Some(other) = found.insert((topic.clone(), index), dir.clone()) {
+                    return Err(BrokerError::Fatal(format!(
+                        "partition {topic}-{index} exists in both {} and {}; remove the stale copy",
+                        other.display(),
+                        dir.display()
+                    )));
+                }
+            }
+        }
+        let manager = ReplicaManager {
+            log_dirs: log_dirs.to_vec(),
+            topics: RwLock::new(HashMap::new()),
+        };
+        for ((topic, index), dir) in &found {
+            let known = image.topic(topic).is_some_and(|t| *index < t.partitions);
+            if !known {
+                tracing::warn!(topic, partition = index, dir = %dir.display(), "deleting the log of a partition the metadata does not know");
+                let path = dir.join(format!("{topic}-{index}"));
+                std::fs::remove_dir_all(&path).map_err(|e| BrokerError::io(&path, e))?;
+            }
+        }
+        if !clean && !found.is_empty() {
+            tracing::warn!("the last shutdown was not clean; recovering logs");
+        }
+        for record in image.topics.values() {
+            let topic_settings = TopicSettings::resolve(&record.configs, settings);
+            let mut partitions = Vec::with_capacity(record.partitions as usize);
+            for index in 0..record.partitions {
+                let dir = match found.get(&(record.name.clone(), index)) {
+                    Some(dir) => dir.clone(),
+                    None => manager.pick_log_dir(),
+                };
+                partitions.push(open_partition(&dir, record, index, &topic_settings, clean)?);
+            }
+            manager.topics.write().insert(
+                record.name.clone(),
+                Arc::new(TopicReplicas {
+                    record: record.clone(),
+                    partitions,
+                }),
+            );
+        }
+        for dir in log_dirs {
+            let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+            if marker.exists() {
+                std::fs::remove_file(&marker).map_err(|e| BrokerError::io(&marker, e))?;
+                sync_dir(dir)?;
+            }
+        }
+        Ok(manager)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicReplicas>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let topics = self.topics.read();
+        let t = topics.get(topic)?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .cloned()
+    }
+
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.topics
+            .read()
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect()
+    }
+
+    pub fn log_dirs(&self) -> &[PathBuf] {
+        &self.log_dirs
+    }
+
+    /// Creates the logs of a new topic, or of the partitions added to an existing one.
+    pub fn ensure_topic(
+        &self,
+        record: &Arc<TopicRecord>,
+        settings: &Settings,
+    ) -> Result<(), BrokerError> {
+        let topic_settings = TopicSettings::resolve(&record.configs, settings);
+        let existing = self.topic(&record.name);
+        let mut partitions: Vec<Arc<Partition>> =
+            existing.map(|t| t.partitions.clone()).unwrap_or_default();
+        for index in partitions.len() as i32..record.partitions {
+            let dir = self.pick_log_dir();
+            partitions.push(open_partition(&dir, record, index, &topic_settings, true)?);
+        }
+        self.topics.write().insert(
+            record.name.clone(),
+            Arc::new(TopicReplicas {
+                record: record.clone(),
+                partitions,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Applies changed topic or broker settings to every open partition of the topic.
+    pub fn apply_settings(&self, record: &Arc<TopicRecord>, settings: &Settings) {
+        let topic_settings = TopicSettings::resolve(&record.configs, settings);
+        let mut topics = self.topics.write();
+        if let Some(t) = topics.get(&record.name) {
+            for p in &t.partitions {
+                p.update_settings(topic_settings.clone());
+            }
+            let updated = TopicReplicas {
+                record: record.clone(),
+                partitions: t.partitions.clone(),
+            };
+            topics.insert(record.name.clone(), Arc::new(updated));
+        }
+    }
+
+    /// Removes a topic's partitions and deletes their data.
+    pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        let Some(t) = self.topics.write().remove(name) else {
+            return Ok(());
+        };
+        for p in &t.partitions {
+            if let Some(log) = p.take_log() {
+                log.delete()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every log (flush, trim, snapshot) and marks the log dirs clean.
+    pub fn shutdown(&self) -> Result<(), BrokerError> {
+        let topics: Vec<Arc<TopicReplicas>> = self.topics.write().drain().map(|(_, t)| t).collect();
+        let mut first_error = None;
+        for t in topics {
+            for p in &t.partitions {
+                if let Some(log) = p.take_log() {
+                    if let Err(e) = log.close() {
+                        tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing the log failed");
+                        first_error.get_or_insert(BrokerError::from(e));
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        for dir in &self.log_dirs {
+            let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+            std::fs::write(&marker, b"").map_err(|e| BrokerError::io(&marker, e))?;
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// The log dir with the fewest partitions.
+    fn pick_log_dir(&self) -> PathBuf {
+        let topics = self.topics.read();
+        let count = |dir: &Path| {
+            topics
+                .values()
+                .flat_map(|t| t.partitions.iter())
+                .filter(|p| p.log_dir == dir)
+                .count()
+        };
+        self.log_dirs
+            .iter()
+            .min_by_key(|d| count(d))
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+fn open_partition(
+    dir: &Path,
+    record: &TopicRecord,
+    index: i32,
+    settings: &TopicSettings,
+    clean: bool,
+) -> Result<Arc<Partition>, BrokerError> {
+    let path = dir.join(format!("{}-{index}", record.name));
+    let log = Log::open(&path, settings.log.clone(), clean)?;
+    Ok(Partition::start(
+        &record.name,
+        record.id,
+        index,
+        dir.to_path_buf(),
+        log,
+        settings.clone(),
+        record.leader_epoch,
+    ))
+}
+
+/// `orders-3` → ("orders", 3); anything else (metadata dirs, stray files) → None.
+fn parse_partition_dir(name: &str) -> Option<(String, i32)> {
+    let (topic, index) = name.rsplit_once('-')?;
+    let index: i32 = index.parse().ok().filter(|i| *i >= 0)?;
+    validate_topic_name(topic).ok()?;
+    Some((topic.to_string(), index))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BrokerError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| BrokerError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dir_names() {
+        assert_eq!(parse_partition_dir("orders-3"), Some(("orders".into(), 3)));
+        assert_eq!(
+            parse_partition_dir("my-topic-10"),
+            Some(("my-topic".into(), 10))
+        );
+        assert_eq!(parse_partition_dir("metadata"), None);
+        assert_eq!(parse_partition_dir("x--1"), Some(("x-".into(), 1)));
+        assert_eq!(parse_partition_dir("orders-x"), None);
+        assert_eq!(parse_partition_dir("a/b-1"), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! Replicas on this node: each partition's log with its high watermark and group commit
+//! ([`partition`]), and the set of them reconciled with the metadata image ([`manager`]).
+
+pub mod manager;
+pub mod partition;
+
+pub use manager::ReplicaManager;
+pub use partition::Partition;

@@ -1,0 +1,93 @@
+//! Every memory map of the crate, and so its only `unsafe` code.
+//!
+//! Mapping a file is unsafe because the mapped bytes can change or vanish underneath the
+//! program if the file is modified or truncated. The crate keeps three rules that make
+//! the maps below sound, relying on the partition directory being owned by this process
+//! alone (nothing else writes or truncates its files):
+//!
+//! 1. Bytes of a `.log` file that a reader may hold (below the segment's logical end) are
+//!    never written again: appends go past the logical end, and truncation starts a new
+//!    file rather than overwriting (see `Log::truncate_to`).
+//! 2. A `.log` file is never shrunk below a region that can still be handed out; deleting
+//!    a segment unlinks the file, which keeps the pages of live maps valid.
+//! 3. Index maps are private to their [`WriteMap`] owner and dropped before their file is
+//!    resized.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+
+use memmap2::{Mmap, MmapMut, MmapOptions};
+
+/// A read-only shared map of the first `len` bytes of a segment's `.log` file. Readers
+/// get `Bytes` slices of it that keep it alive after the segment is rolled or deleted.
+#[derive(Debug)]
+pub(crate) struct ReadMap {
+    map: Mmap,
+}
+
+impl ReadMap {
+    /// Maps `len > 0` bytes; the file must already be at least that long.
+    pub(crate) fn new(file: &File, len: usize) -> io::Result<Self> {
+        // SAFETY: the file lives in a partition directory owned by this process; bytes
+        // below any logical end handed out are never rewritten or truncated away (module
+        // rules 1 and 2), so the map never observes a change or loses a page that a
+        // reader can reach. The file is at least `len` long (callers `set_len` first).
+        let map = unsafe { MmapOptions::new().len(len).map(file)? };
+        Ok(Self { map })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl AsRef<[u8]> for ReadMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+/// A writable shared map of a whole index file, never shared outside its owner.
+#[derive(Debug)]
+pub(crate) struct WriteMap {
+    map: MmapMut,
+}
+
+impl WriteMap {
+    /// Maps the whole file; `len` must equal its (non-zero) length.
+    pub(crate) fn new(file: &File, len: usize) -> io::Result<Self> {
+        // SAFETY: index files are owned by one `WriteMap` at a time and are resized only
+        // after this map is dropped (module rule 3); no other code writes them, so the
+        // mutable slice is the only view of these bytes.
+        let map = unsafe { MmapOptions::new().len(len).map_mut(file)? };
+        Ok(Self { map })
+    }
+}
+
+impl std::ops::Deref for WriteMap {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for WriteMap {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+}
+
+/// Owner handed to `Bytes::from_owner`: keeps the map alive while any slice exists.
+#[derive(Debug)]
+pub(crate) struct MapOwner(pub(crate) std::sync::Arc<ReadMap>);
+
+impl AsRef<[u8]> for MapOwner {
+    fn as_ref(&self) -> &[u8] {
+        self.0.bytes()
+    }
+}
