@@ -492,14 +492,35 @@ pub fn set_max_timestamp(
             available: batch.len(),
         });
     }
+    let (head, rest) = batch[..size].split_at_mut(HEADER_SIZE);
+    set_max_timestamp_split(head, rest, timestamp_type, max_timestamp)
+}
+
+/// [`set_max_timestamp`] on a header held apart from the rest of its batch, so a leader
+/// can rewrite a copy of the 61 header bytes and write the untouched body as it arrived.
+/// `rest` is the batch after its header.
+pub fn set_max_timestamp_split(
+    head: &mut [u8],
+    rest: &[u8],
+    timestamp_type: TimestampType,
+    max_timestamp: i64,
+) -> Result<(), ProtocolError> {
+    let header = BatchHeader::parse(head)?;
+    if header.size() != HEADER_SIZE + rest.len() {
+        return Err(ProtocolError::BatchTruncated {
+            position: 0,
+            needed: header.size(),
+            available: HEADER_SIZE + rest.len(),
+        });
+    }
     let attributes = match timestamp_type {
         TimestampType::CreateTime => header.attributes & !TIMESTAMP_TYPE_BIT,
         TimestampType::LogAppendTime => header.attributes | TIMESTAMP_TYPE_BIT,
     };
-    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
-    let crc = compute_crc(&batch[..size]);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    head[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    head[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[CRC_AT + 4..HEADER_SIZE]), rest);
+    head[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(())
 }
 

@@ -45,11 +45,11 @@ fn append(c: &mut Criterion) {
     for fsync in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path(), config(), false).unwrap();
-        let mut buf = template.clone();
+        let buf = template.clone();
         let name = if fsync { "fsync_each" } else { "page_cache" };
         group.bench_function(name, |b| {
             b.iter(|| {
-                log.append_as_leader(&mut buf, 0, 0).unwrap();
+                log.append_as_leader(&buf, 0, 0).unwrap();
                 if fsync {
                     if let Some(job) = log.unflushed() {
                         job.sync().unwrap();
@@ -69,9 +69,9 @@ fn append(c: &mut Criterion) {
 fn read(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), config(), false).unwrap();
-    let mut buf = batch();
+    let buf = batch();
     while log.size_bytes() < READ_LOG_BYTES as u64 {
-        log.append_as_leader(&mut buf, 0, 0).unwrap();
+        log.append_as_leader(&buf, 0, 0).unwrap();
     }
     let end = log.log_end_offset();
     let mut group = c.benchmark_group("read");

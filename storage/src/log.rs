@@ -454,7 +454,7 @@ impl Log {
     /// any error nothing is appended.
     pub fn append_as_leader(
         &mut self,
-        records: &mut [u8],
+        records: &[u8],
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
@@ -550,22 +550,34 @@ impl Log {
             }
         }
 
-        // Everything is valid: rewrite in place.
+        // Everything is valid. Every rewrite (base offset, leader epoch, timestamps and
+        // the CRC they change) lies in the 61-byte header, so only headers are copied and
+        // patched; the bodies are written as they arrived.
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
         let mut headers = Vec::with_capacity(infos.len());
+        let mut patched = Vec::with_capacity(infos.len());
         for ((info, &base), fix) in infos.iter().zip(&bases).zip(&max_ts_fix) {
-            let bytes = &mut records[info.range()];
-            batch::set_base_offset(bytes, base)?;
-            batch::set_partition_leader_epoch(bytes, leader_epoch)?;
+            let range = info.range();
+            let mut head = [0u8; batch::HEADER_SIZE];
+            head.copy_from_slice(&records[range.start..range.start + batch::HEADER_SIZE]);
+            let rest = &records[range.start + batch::HEADER_SIZE..range.end];
+            batch::set_base_offset(&mut head, base)?;
+            batch::set_partition_leader_epoch(&mut head, leader_epoch)?;
             if log_append_time {
-                batch::set_log_append_time(bytes, now_ms)?;
+                batch::set_max_timestamp_split(
+                    &mut head,
+                    rest,
+                    TimestampType::LogAppendTime,
+                    now_ms,
+                )?;
             } else if let Some(ts) = fix {
-                batch::set_max_timestamp(bytes, TimestampType::CreateTime, *ts)?;
+                batch::set_max_timestamp_split(&mut head, rest, TimestampType::CreateTime, *ts)?;
             }
             headers.push(BatchInfo {
-                header: BatchHeader::parse(bytes)?,
+                header: BatchHeader::parse(&head)?,
                 position: info.position,
             });
+            patched.push(head);
         }
 
         self.maybe_roll(records.len() as u64, last_offset, now_ms)?;
@@ -582,7 +594,8 @@ impl Log {
             }
         }
         let config = self.config.clone();
-        self.active_mut().append(records, &headers, &config)?;
+        self.active_mut()
+            .append_patched(records, &headers, &patched, &config)?;
         for (_, entry) in pending {
             self.producers.insert(entry);
         }

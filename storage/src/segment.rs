@@ -228,8 +228,42 @@ impl Segment {
         batches: &[BatchInfo],
         config: &LogConfig,
     ) -> Result<(), StorageError> {
+        let position = self.reserve(buf.len() as u64, config)?;
+        self.file.write_all_at(buf, position).at(&self.log_path)?;
+        self.track_all(batches, position, config);
+        Ok(())
+    }
+
+    /// Like [`Segment::append`], with each batch's first 61 bytes taken from `headers`
+    /// (rewritten copies) and the rest from `buf` as it arrived: the leader path, which
+    /// never copies batch bodies.
+    pub(crate) fn append_patched(
+        &mut self,
+        buf: &[u8],
+        batches: &[BatchInfo],
+        headers: &[[u8; isthmus_protocol::batch::HEADER_SIZE]],
+        config: &LogConfig,
+    ) -> Result<(), StorageError> {
+        let position = self.reserve(buf.len() as u64, config)?;
+        for (b, head) in batches.iter().zip(headers) {
+            let at = position + b.position as u64;
+            let range = b.position..b.position + b.header.size();
+            self.file.write_all_at(head, at).at(&self.log_path)?;
+            self.file
+                .write_all_at(
+                    &buf[range.start + head.len()..range.end],
+                    at + head.len() as u64,
+                )
+                .at(&self.log_path)?;
+        }
+        self.track_all(batches, position, config);
+        Ok(())
+    }
+
+    /// Makes room for `len` bytes at the end of the data and returns where they go.
+    fn reserve(&mut self, len: u64, config: &LogConfig) -> Result<u64, StorageError> {
         let position = self.size;
-        let end = position + buf.len() as u64;
+        let end = position + len;
         if end > self.file_len {
             // Larger than the preallocation (a batch bigger than what is left). The old
             // map stays valid for the readers holding it.
@@ -240,7 +274,10 @@ impl Segment {
         if self.map.get().is_none_or(|m| (m.len() as u64) < end) {
             self.map_at_least(self.file_len)?;
         }
-        self.file.write_all_at(buf, position).at(&self.log_path)?;
+        Ok(position)
+    }
+
+    fn track_all(&mut self, batches: &[BatchInfo], position: u64, config: &LogConfig) {
         for b in batches {
             self.track_batch(
                 &b.header,
@@ -248,7 +285,6 @@ impl Segment {
                 config.index_interval_bytes,
             );
         }
-        Ok(())
     }
 
     fn reset_extent(&mut self) {

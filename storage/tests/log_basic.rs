@@ -87,11 +87,11 @@ fn reopen_after_close_is_clean_and_equal() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config(), false).unwrap();
     for tag in 0..120 {
-        let mut b = batch(tag, 3, 90, 5_000 + tag);
-        log.append_as_leader(&mut b, (tag / 40) as i32, 0).unwrap();
+        let b = batch(tag, 3, 90, 5_000 + tag);
+        log.append_as_leader(&b, (tag / 40) as i32, 0).unwrap();
     }
-    let mut p = producer_batch(77, 2, 0, 4);
-    log.append_as_leader(&mut p, 2, 0).unwrap();
+    let p = producer_batch(77, 2, 0, 4);
+    log.append_as_leader(&p, 2, 0).unwrap();
     let before = read_all(&log, 0);
     let (end, size, segs, epochs) = (
         log.log_end_offset(),
@@ -160,37 +160,37 @@ fn invalid_input_appends_nothing() {
     let mut bad = good.clone();
     let n = bad.len();
     bad[n - 1] ^= 1;
-    let mut both = [good.clone(), bad].concat();
+    let both = [good.clone(), bad].concat();
     assert!(matches!(
-        log.append_as_leader(&mut both, 0, 1),
+        log.append_as_leader(&both, 0, 1),
         Err(StorageError::CorruptMessage(_))
     ));
-    let mut truncated = good[..good.len() - 4].to_vec();
+    let truncated = good[..good.len() - 4].to_vec();
     assert!(matches!(
-        log.append_as_leader(&mut truncated, 0, 1),
+        log.append_as_leader(&truncated, 0, 1),
         Err(StorageError::CorruptMessage(_))
     ));
     let mut old = good.clone();
     old[16] = 1;
     assert!(matches!(
-        log.append_as_leader(&mut old, 0, 1),
+        log.append_as_leader(&old, 0, 1),
         Err(StorageError::UnsupportedMessageFormat { magic: 1 })
     ));
-    let mut big = batch(2, 3, 1_000, 1);
+    let big = batch(2, 3, 1_000, 1);
     assert!(matches!(
-        log.append_as_leader(&mut big, 0, 1),
+        log.append_as_leader(&big, 0, 1),
         Err(StorageError::MessageTooLarge { max: 2_000, .. })
     ));
-    let mut control = BatchBuilder::new(0)
+    let control = BatchBuilder::new(0)
         .control(true)
         .record(1, None, None, &[])
         .build();
     assert!(matches!(
-        log.append_as_leader(&mut control, 0, 1),
+        log.append_as_leader(&control, 0, 1),
         Err(StorageError::InvalidRecord(_))
     ));
     assert!(matches!(
-        log.append_as_leader(&mut [], 0, 1),
+        log.append_as_leader(&[], 0, 1),
         Err(StorageError::InvalidRecord(_))
     ));
     // A record whose offset delta is wrong (CRC fixed up): invalid record.
@@ -199,15 +199,15 @@ fn invalid_input_appends_nothing() {
     let crc = batch::compute_crc(&bad_rec);
     bad_rec[17..21].copy_from_slice(&crc.to_be_bytes());
     assert!(matches!(
-        log.append_as_leader(&mut bad_rec, 0, 1),
+        log.append_as_leader(&bad_rec, 0, 1),
         Err(StorageError::InvalidRecord(_))
     ));
     assert_eq!(log.log_end_offset(), 1);
     assert_eq!(read_all(&log, 0).len(), 1);
     // And the good batch still goes in afterwards.
-    let mut g = good;
+    let g = good;
     assert!(matches!(
-        log.append_as_leader(&mut g, 0, 1).unwrap(),
+        log.append_as_leader(&g, 0, 1).unwrap(),
         AppendOutcome::Appended {
             base_offset: 1,
             last_offset: 2,
@@ -220,8 +220,8 @@ fn invalid_input_appends_nothing() {
 fn several_batches_in_one_call_get_consecutive_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), LogConfig::default(), false).unwrap();
-    let mut req = [batch(0, 3, 10, 1), batch(1, 2, 10, 1), batch(2, 1, 10, 1)].concat();
-    let out = log.append_as_leader(&mut req, 4, 1).unwrap();
+    let req = [batch(0, 3, 10, 1), batch(1, 2, 10, 1), batch(2, 1, 10, 1)].concat();
+    let out = log.append_as_leader(&req, 4, 1).unwrap();
     assert!(matches!(
         out,
         AppendOutcome::Appended {
@@ -231,14 +231,25 @@ fn several_batches_in_one_call_get_consecutive_offsets() {
             log_start_offset: 0
         }
     ));
-    let h = headers(&req);
+    // The request's bytes are not touched; the stored copies carry the assigned offsets
+    // and the leader epoch, with the bodies unchanged and the CRCs still valid.
+    assert!(headers(&req).iter().all(|h| h.base_offset == 0));
+    let r = log.read(0, 1 << 20, 100, true).unwrap();
+    let h = headers(&r.records);
     assert_eq!(
         h.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
         vec![0, 3, 5]
     );
     assert!(h.iter().all(|h| h.partition_leader_epoch == 4));
-    let r = log.read(0, 1 << 20, 100, true).unwrap();
-    assert_eq!(&r.records[..], &req[..]);
+    assert_eq!(r.records.len(), req.len());
+    assert!(isthmus_protocol::batch::check_untrusted(&r.records));
+    let mut at = 0;
+    for hdr in &h {
+        let end = at + hdr.size();
+        let body = isthmus_protocol::batch::HEADER_SIZE;
+        assert_eq!(&r.records[at + body..end], &req[at + body..end]);
+        at = end;
+    }
 }
 
 #[test]
@@ -249,8 +260,8 @@ fn log_append_time_is_stamped() {
         ..LogConfig::default()
     };
     let mut log = Log::open(dir.path(), config, false).unwrap();
-    let mut b = batch(0, 3, 10, 100);
-    let out = log.append_as_leader(&mut b, 0, 777_000).unwrap();
+    let b = batch(0, 3, 10, 100);
+    let out = log.append_as_leader(&b, 0, 777_000).unwrap();
     assert!(matches!(
         out,
         AppendOutcome::Appended {
@@ -276,7 +287,7 @@ fn create_time_max_timestamp_is_corrected() {
     b[35..43].copy_from_slice(&5i64.to_be_bytes());
     let crc = batch::compute_crc(&b);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
-    log.append_as_leader(&mut b, 0, 1).unwrap();
+    log.append_as_leader(&b, 0, 1).unwrap();
     let r = log.read(0, 1 << 20, 10, true).unwrap();
     assert_eq!(BatchHeader::parse(&r.records).unwrap().max_timestamp, 102);
     assert_eq!(
@@ -291,8 +302,8 @@ fn offset_for_timestamp_walks_records() {
     let mut log = Log::open(dir.path(), small_config(), false).unwrap();
     // Batch t has records with timestamps 10_000 + 10*t + i, i in 0..5.
     for t in 0..200i64 {
-        let mut b = batch(t, 5, 40, 10_000 + 10 * t);
-        log.append_as_leader(&mut b, 0, 0).unwrap();
+        let b = batch(t, 5, 40, 10_000 + 10 * t);
+        log.append_as_leader(&b, 0, 0).unwrap();
     }
     assert!(log.segment_count() > 5);
     assert_eq!(log.offset_for_timestamp(0), Some((0, 10_000)));
@@ -314,12 +325,12 @@ fn offset_for_timestamp_walks_records() {
 fn max_timestamp_finds_the_record() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), LogConfig::default(), false).unwrap();
-    let mut b = BatchBuilder::new(0)
+    let b = BatchBuilder::new(0)
         .record(50, None, Some(b"a"), &[])
         .record(900, None, Some(b"b"), &[])
         .record(70, None, Some(b"c"), &[])
         .build();
-    log.append_as_leader(&mut b, 0, 0).unwrap();
+    log.append_as_leader(&b, 0, 0).unwrap();
     append(&mut log, 1, 2, 5, 100);
     assert_eq!(log.max_timestamp(), Some((1, 900)));
     // Non-monotonic timestamps: 60 is first reached by offset 1 (900 >= 60).
@@ -334,8 +345,8 @@ fn epoch_cache_follows_appends_and_truncation() {
     assert_eq!(log.end_offset_for_epoch(0), None);
     for (epoch, n) in [(1, 10), (3, 10), (5, 10)] {
         for _ in 0..n {
-            let mut b = batch(0, 1, 10, 1);
-            log.append_as_leader(&mut b, epoch, 0).unwrap();
+            let b = batch(0, 1, 10, 1);
+            log.append_as_leader(&b, epoch, 0).unwrap();
         }
     }
     assert_eq!(log.latest_epoch(), Some(5));

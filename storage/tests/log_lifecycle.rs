@@ -180,9 +180,9 @@ fn idempotent_producer_rules() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config(), false).unwrap();
     append(&mut log, 0, 2, 10, 1); // offsets 0..1, no producer id
-    let mut b = producer_batch(42, 0, 0, 3);
+    let b = producer_batch(42, 0, 0, 3);
     assert!(matches!(
-        log.append_as_leader(&mut b, 0, 1).unwrap(),
+        log.append_as_leader(&b, 0, 1).unwrap(),
         AppendOutcome::Appended {
             base_offset: 2,
             last_offset: 4,
@@ -191,9 +191,9 @@ fn idempotent_producer_rules() {
     ));
     append(&mut log, 1, 1, 10, 1);
     // Retry of the same batch: answered with the original offsets, nothing written.
-    let mut retry = producer_batch(42, 0, 0, 3);
+    let retry = producer_batch(42, 0, 0, 3);
     assert_eq!(
-        log.append_as_leader(&mut retry, 0, 1).unwrap(),
+        log.append_as_leader(&retry, 0, 1).unwrap(),
         AppendOutcome::Duplicate {
             base_offset: 2,
             last_offset: 4
@@ -201,38 +201,38 @@ fn idempotent_producer_rules() {
     );
     assert_eq!(log.log_end_offset(), 6);
     // Gap in sequence.
-    let mut gap = producer_batch(42, 0, 5, 1);
+    let gap = producer_batch(42, 0, 5, 1);
     assert!(matches!(
-        log.append_as_leader(&mut gap, 0, 1),
+        log.append_as_leader(&gap, 0, 1),
         Err(StorageError::OutOfOrderSequence {
             producer_id: 42,
             ..
         })
     ));
     // Several batches of one producer in one call are checked in order.
-    let mut two = [producer_batch(42, 0, 3, 2), producer_batch(42, 0, 5, 1)].concat();
+    let two = [producer_batch(42, 0, 3, 2), producer_batch(42, 0, 5, 1)].concat();
     assert!(matches!(
-        log.append_as_leader(&mut two, 0, 1).unwrap(),
+        log.append_as_leader(&two, 0, 1).unwrap(),
         AppendOutcome::Appended {
             base_offset: 6,
             last_offset: 8,
             ..
         }
     ));
-    let mut bad_two = [producer_batch(42, 0, 6, 1), producer_batch(42, 0, 9, 1)].concat();
-    assert!(log.append_as_leader(&mut bad_two, 0, 1).is_err());
+    let bad_two = [producer_batch(42, 0, 6, 1), producer_batch(42, 0, 9, 1)].concat();
+    assert!(log.append_as_leader(&bad_two, 0, 1).is_err());
     assert_eq!(log.log_end_offset(), 9, "all or nothing");
     // New epoch must start at 0; old epoch is fenced afterwards.
-    let mut e1 = producer_batch(42, 1, 7, 1);
+    let e1 = producer_batch(42, 1, 7, 1);
     assert!(matches!(
-        log.append_as_leader(&mut e1, 0, 1),
+        log.append_as_leader(&e1, 0, 1),
         Err(StorageError::OutOfOrderSequence { .. })
     ));
-    let mut e1 = producer_batch(42, 1, 0, 1);
-    log.append_as_leader(&mut e1, 0, 1).unwrap();
-    let mut old = producer_batch(42, 0, 6, 1);
+    let e1 = producer_batch(42, 1, 0, 1);
+    log.append_as_leader(&e1, 0, 1).unwrap();
+    let old = producer_batch(42, 0, 6, 1);
     assert!(matches!(
-        log.append_as_leader(&mut old, 0, 1),
+        log.append_as_leader(&old, 0, 1),
         Err(StorageError::InvalidProducerEpoch {
             epoch: 0,
             current_epoch: 1,
@@ -240,8 +240,8 @@ fn idempotent_producer_rules() {
         })
     ));
     // Unknown producer: any sequence.
-    let mut fresh = producer_batch(7, 3, 1234, 2);
-    log.append_as_leader(&mut fresh, 0, 1).unwrap();
+    let fresh = producer_batch(7, 3, 1234, 2);
+    log.append_as_leader(&fresh, 0, 1).unwrap();
     let state = log.producer_state(42).unwrap().clone();
     assert_eq!(
         (state.epoch, state.last_seq(), state.last_offset()),
@@ -252,22 +252,22 @@ fn idempotent_producer_rules() {
     log.close().unwrap();
     let mut log = Log::open(dir.path(), small_config(), true).unwrap();
     assert_eq!(log.producer_state(42), Some(&state));
-    let mut retry = producer_batch(7, 3, 1234, 2);
+    let retry = producer_batch(7, 3, 1234, 2);
     assert_eq!(
-        log.append_as_leader(&mut retry, 0, 1).unwrap(),
+        log.append_as_leader(&retry, 0, 1).unwrap(),
         AppendOutcome::Duplicate {
             base_offset: 10,
             last_offset: 11
         }
     );
-    let mut next = producer_batch(42, 1, 1, 1);
-    log.append_as_leader(&mut next, 0, 1).unwrap();
+    let next = producer_batch(42, 1, 1, 1);
+    log.append_as_leader(&next, 0, 1).unwrap();
     drop(log);
     let mut log = Log::open(dir.path(), small_config(), false).unwrap();
     assert_eq!(log.producer_state(42).unwrap().last_seq(), 1);
-    let mut dup = producer_batch(42, 1, 1, 1);
+    let dup = producer_batch(42, 1, 1, 1);
     assert_eq!(
-        log.append_as_leader(&mut dup, 0, 1).unwrap(),
+        log.append_as_leader(&dup, 0, 1).unwrap(),
         AppendOutcome::Duplicate {
             base_offset: 12,
             last_offset: 12
@@ -277,9 +277,9 @@ fn idempotent_producer_rules() {
     // Truncation rolls producer state back with the log.
     log.truncate_to(12).unwrap();
     assert_eq!(log.producer_state(42).unwrap().last_seq(), 0);
-    let mut again = producer_batch(42, 1, 1, 1);
+    let again = producer_batch(42, 1, 1, 1);
     assert!(matches!(
-        log.append_as_leader(&mut again, 0, 1).unwrap(),
+        log.append_as_leader(&again, 0, 1).unwrap(),
         AppendOutcome::Appended {
             base_offset: 12,
             ..
@@ -292,8 +292,8 @@ fn producer_state_across_many_rolls_and_retention() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config(), false).unwrap();
     for seq in 0..300 {
-        let mut b = producer_batch(5, 0, seq * 2, 2);
-        log.append_as_leader(&mut b, 0, 1).unwrap();
+        let b = producer_batch(5, 0, seq * 2, 2);
+        log.append_as_leader(&b, 0, 1).unwrap();
         append(&mut log, seq as i64, 1, 60, 1);
     }
     assert!(log.segment_count() > 5);
@@ -303,8 +303,8 @@ fn producer_state_across_many_rolls_and_retention() {
     // Once its data is gone the producer is unknown and accepted at any sequence.
     log.delete_records_before(log.log_end_offset()).unwrap();
     assert!(log.producer_state(5).is_none());
-    let mut b = producer_batch(5, 0, 10_000, 1);
-    log.append_as_leader(&mut b, 0, 1).unwrap();
+    let b = producer_batch(5, 0, 10_000, 1);
+    log.append_as_leader(&b, 0, 1).unwrap();
 }
 
 #[test]
@@ -373,9 +373,9 @@ fn oversized_batch_gets_its_own_segment() {
     append(&mut log, 1, 3, 1_300, 1); // ~4 KiB: fits only in an empty segment
     append(&mut log, 2, 1, 100, 1);
     assert_eq!(log.segment_base_offsets(), vec![0, 1, 4]);
-    let mut too_big = batch(3, 5, 1_000, 1);
+    let too_big = batch(3, 5, 1_000, 1);
     assert!(matches!(
-        log.append_as_leader(&mut too_big, 0, 1),
+        log.append_as_leader(&too_big, 0, 1),
         Err(StorageError::RecordListTooLarge { .. })
     ));
     assert_eq!(read_all(&log, 0).len(), 5);

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::FutureExt;
 use isthmus_storage::AppendOutcome;
 use kafka_protocol::error::ResponseError;
@@ -101,9 +100,9 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -
                 ));
                 continue;
             }
-            // Offsets and epochs are rewritten in place, so the batch needs a buffer of its own.
-            let mut batch = BytesMut::from(&records[..]);
-            outcomes.push(match partition.append(&mut batch, now) {
+            // Storage rewrites copies of the batch headers; the request's bytes are written as
+            // they are.
+            outcomes.push(match partition.append(&records, now) {
                 Ok(AppendOutcome::Appended {
                     base_offset,
                     last_offset,

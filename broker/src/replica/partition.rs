@@ -107,7 +107,7 @@ impl Partition {
 
     /// Leader append. The write is in the page cache when this returns; durability and the
     /// high watermark follow through [`Partition::wait_durable`] / [`Partition::wait_high_watermark`].
-    pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<AppendOutcome, BrokerError> {
+    pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendOutcome, BrokerError> {
         let epoch = self.leader_epoch();
         let flush = self.settings.read().flush;
         let (outcome, end, unflushed) = self.with_log(|log| {

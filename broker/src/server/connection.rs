@@ -25,9 +25,10 @@ use crate::handlers::api_versions;
 /// reading, which pushes back on the client through TCP.
 pub const MAX_IN_FLIGHT_REQUESTS: usize = 32;
 
-/// Read granularity while a large frame arrives, so memory follows the bytes actually
-/// received rather than the size the client claimed.
-const FRAME_READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Frames up to this size get their whole buffer at once (a produce request is typically
+/// one `batch.size`, about 1 MiB). Larger claims grow the buffer as bytes actually arrive,
+/// so a client cannot make the broker reserve `socket.request.max.bytes` by lying.
+const FRAME_UPFRONT_BYTES: usize = 4 * 1024 * 1024;
 
 struct Pending {
     correlation_id: i32,
@@ -170,9 +171,11 @@ async fn read_requests(
 }
 
 async fn read_body(reader: &mut (impl AsyncRead + Unpin), len: usize) -> Result<Bytes, String> {
-    let mut body = BytesMut::with_capacity(len.min(FRAME_READ_CHUNK_BYTES));
+    let mut body = BytesMut::with_capacity(len.min(FRAME_UPFRONT_BYTES));
     while body.len() < len {
-        let want = (len - body.len()).min(FRAME_READ_CHUNK_BYTES);
+        // Doubling keeps the number of copies logarithmic while never running more than
+        // 2x ahead of what was received.
+        let want = (len - body.len()).min(body.capacity().max(FRAME_UPFRONT_BYTES));
         body.reserve(want);
         let n = (&mut *reader)
             .take(want as u64)

@@ -48,8 +48,8 @@ pub fn producer_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
 }
 
 pub fn append(log: &mut Log, tag: i64, n: usize, value_len: usize, ts: i64) -> (i64, i64) {
-    let mut b = batch(tag, n, value_len, ts);
-    match log.append_as_leader(&mut b, 0, ts).unwrap() {
+    let b = batch(tag, n, value_len, ts);
+    match log.append_as_leader(&b, 0, ts).unwrap() {
         AppendOutcome::Appended {
             base_offset,
             last_offset,

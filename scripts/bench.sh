@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Benchmarks behind the figures in README.md, all measured in one run on this machine:
+#   1. the storage ceiling: criterion's append bench (1 KiB records in 16 KiB batches),
+#      page cache only and with an fsync after every append;
+#   2. `isthmusctl perf produce` against a release `isthmus`, 1 and 8 partitions,
+#      acks=1 and acks=all, in the durable default and in Kafka's page-cache mode;
+#   3. `isthmusctl perf consume` of the 8-partition topic;
+#   4. latency at 1,000 records/s (acks=all, linger.ms=0).
+# Produce figures are also given as a ratio of the storage page-cache ceiling.
+#
+# Usage: bash scripts/bench.sh [RECORDS]     (default 1000000; prints a Markdown table)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+records=${1:-1000000}
+work=$(mktemp -d /tmp/isthmus-bench.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --release -p isthmus-broker -p isthmus-ops >&2
+isthmus=target/release/isthmus
+ctl=target/release/isthmusctl
+
+echo "storage bench (cargo bench -p isthmus-storage)…" >&2
+cargo bench -p isthmus-storage --bench append_read 2>/dev/null >"$work/criterion.txt"
+# criterion prints `thrpt:  [low mid high]`; take the middle estimate of each append bench.
+thrpt() {
+    grep -A3 "$1" "$work/criterion.txt" | grep -m1 'thrpt:' |
+        sed -E 's/.*thrpt: *\[[^ ]+ [^ ]+ ([0-9.]+) ([KMG]iB)\/s.*/\1 \2/' |
+        awk '{ v=$1; if ($2=="GiB") v*=1024; if ($2=="KiB") v/=1024; printf "%.0f", v*1.048576 }'
+}
+ceiling_cache=$(thrpt "append/page_cache")
+ceiling_fsync=$(thrpt "append/fsync_each")
+
+declare -A broker_pid
+start_broker() { # name port extra-args...
+    local name=$1 port=$2
+    shift 2
+    "$isthmus" --listeners "PLAINTEXT://127.0.0.1:$port" --log.dirs "$work/$name" "$@" >"$work/$name.log" 2>&1 &
+    pids+=($!)
+    broker_pid[$name]=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "broker $name did not start; log:" >&2
+    cat "$work/$name.log" >&2
+    exit 1
+}
+
+json_field() { sed -E "s/.*\"$1\":([0-9.eE+-]+).*/\1/"; }
+# CPU seconds (user + system) a process has used so far.
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
+start_broker durable 39092
+start_broker pagecache 39093 --log.flush.interval.messages 9223372036854775807
+
+echo
+echo "| latency at 1,000 records/s, acks=all, linger.ms=0 | p50 ms | p99 ms | p99.9 ms | max ms |"
+echo "|---|---|---|---|---|"
+for mode in durable pagecache; do
+    port=39092
+    [[ $mode == pagecache ]] && port=39093
+    sync
+    out=$("$ctl" -b "127.0.0.1:$port" perf produce --topic "latency" --partitions 1 --num-records 15000 \
+        --record-size 1024 --throughput 1000 --acks all --linger-ms 0 --json 2>/dev/null)
+    printf '| %s | %.2f | %.2f | %.2f | %.2f |\n' "$mode" "$(json_field latency_p50_ms <<<"$out")" \
+        "$(json_field latency_p99_ms <<<"$out")" "$(json_field latency_p999_ms <<<"$out")" "$(json_field latency_max_ms <<<"$out")"
+done
+
+echo
+echo "| mode | partitions | acks | records/s | MB/s | of storage ceiling | p99 ms | broker CPU s per GB |"
+echo "|---|---|---|---|---|---|---|---|"
+for mode in durable pagecache; do
+    port=39092
+    [[ $mode == pagecache ]] && port=39093
+    for partitions in 1 8; do
+        for acks in 1 all; do
+            topic="bench-$partitions-$acks"
+            # Start each run with no dirty pages left over from the previous one.
+            sync
+            cpu_before=$(cpu_seconds "${broker_pid[$mode]}")
+            out=$("$ctl" -b "127.0.0.1:$port" perf produce --topic "$topic" --partitions "$partitions" \
+                --num-records "$records" --record-size 1024 --throughput -1 --acks "$acks" --json 2>/dev/null)
+            rps=$(json_field records_per_sec <<<"$out")
+            mbs=$(json_field mb_per_sec <<<"$out")
+            p99=$(json_field latency_p99_ms <<<"$out")
+            ratio=$(awk -v a="$mbs" -v c="$ceiling_cache" 'BEGIN { printf "%.0f%%", 100 * a * 1.048576 / c }')
+            cpu=$(awk -v a="$cpu_before" -v b="$(cpu_seconds "${broker_pid[$mode]}")" -v n="$records" \
+                'BEGIN { printf "%.2f", (b - a) / (n * 1024 / 1e9) }')
+            printf '| %s | %s | %s | %.0f | %.0f | %s | %.1f | %s |\n' "$mode" "$partitions" "$acks" "$rps" "$mbs" "$ratio" "$p99" "$cpu"
+        done
+    done
+done
+
+echo
+echo "| consume (8 partitions, from the start) | records/s | MB/s |"
+echo "|---|---|---|"
+for mode in durable pagecache; do
+    port=39092
+    [[ $mode == pagecache ]] && port=39093
+    out=$("$ctl" -b "127.0.0.1:$port" perf consume --topic bench-8-all --messages "$records" --json 2>/dev/null)
+    printf '| %s | %.0f | %.0f |\n' "$mode" "$(json_field records_per_sec <<<"$out")" "$(json_field mb_per_sec <<<"$out")"
+done
+
+echo
+echo "Storage ceiling (criterion, same run): append page cache ${ceiling_cache} MB/s, append + fsync each ${ceiling_fsync} MB/s."
