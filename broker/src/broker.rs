@@ -1,6 +1,7 @@
 //! The node: its configuration, identity, metadata, replicas and producer ids, shared by
 //! every connection and background task.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,12 +40,7 @@ impl Broker {
         let (cluster_id, dir_locks) = claim_log_dirs(&node.log_dirs, node.node_id)?;
         let metadata_dir = node.log_dirs[0].join(METADATA_DIR);
         let metadata = MetadataStore::open(&metadata_dir)?;
-        let mut settings = node.settings.clone();
-        for (name, value) in &metadata.image().broker_configs {
-            if let Err(e) = settings.set(name, value, Source::Dynamic) {
-                tracing::warn!(name, value, error = %e, "ignoring a stored dynamic broker config");
-            }
-        }
+        let settings = with_dynamic(&node.settings, &metadata.image().broker_configs);
         let producer_ids = ProducerIdAllocator::open(&metadata_dir)?;
         let replicas = ReplicaManager::load(&node.log_dirs, &metadata.image(), &settings)?;
         let advertised = node
@@ -72,9 +68,10 @@ impl Broker {
         self.settings.read().clone()
     }
 
-    /// Applies a change to the dynamic settings (already persisted by the caller).
-    pub fn update_settings(&self, change: impl FnOnce(&mut Settings)) {
-        change(&mut self.settings.write());
+    /// Installs a new set of dynamic broker settings (already persisted by the caller) on
+    /// top of the node's static ones, so removing an override restores the static value.
+    pub fn set_dynamic_settings(&self, dynamic: &BTreeMap<String, String>) {
+        *self.settings.write() = with_dynamic(&self.node.settings, dynamic);
     }
 
     /// Replaces port-0 listeners in the advertised set by the ports actually bound.
@@ -111,6 +108,16 @@ impl Broker {
     pub fn rack(&self) -> Option<&str> {
         self.node.rack.as_deref()
     }
+}
+
+fn with_dynamic(static_settings: &Settings, dynamic: &BTreeMap<String, String>) -> Settings {
+    let mut settings = static_settings.clone();
+    for (name, value) in dynamic {
+        if let Err(e) = settings.set(name, value, Source::Dynamic) {
+            tracing::warn!(name, value, error = %e, "ignoring a stored dynamic broker config");
+        }
+    }
+    settings
 }
 
 /// Wall-clock milliseconds, as Kafka timestamps are.

@@ -283,6 +283,24 @@ fn bad_requests_get_kafka_error_codes() {
     );
     assert_eq!(r.error_code, code(ResponseError::InvalidProducerEpoch));
 
+    // acks=0 to a partition that does not exist: no response, and the connection closes.
+    let mut fire_and_forget = Wire::connect(&broker.bootstrap());
+    fire_and_forget.send(
+        9,
+        &ProduceRequest::default()
+            .with_acks(0)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name("t"))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(99)
+                    .with_records(Some(batch(1, -1, -1, -1, Compression::None)))])]),
+    );
+    assert!(
+        fire_and_forget.is_closed(),
+        "a failed acks=0 produce must close the connection"
+    );
+
     // Invalid acks.
     let r = produce(&mut w, "t", 0, batch(1, -1, -1, -1, Compression::None), 2);
     assert_eq!(r.error_code, code(ResponseError::InvalidRequiredAcks));

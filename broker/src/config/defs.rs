@@ -429,6 +429,18 @@ mod tests {
     }
 
     #[test]
+    fn readme_configuration_table_lists_every_setting() {
+        let readme = include_str!("../../../README.md");
+        for s in BROKER_SETTINGS {
+            assert!(
+                readme.contains(&format!("| `{}` |", s.name)),
+                "README.md's configuration table lacks {}",
+                s.name
+            );
+        }
+    }
+
+    #[test]
     fn env_names_and_suggestions() {
         assert_eq!(env_name("log.dirs"), "ISTHMUS_LOG_DIRS");
         assert_eq!(suggest("log.segmnt.bytes"), Some("log.segment.bytes"));

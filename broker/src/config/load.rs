@@ -70,21 +70,6 @@ impl Settings {
         Ok(())
     }
 
-    /// Removes a dynamic override, falling back to the default.
-    pub fn reset(&mut self, name: &str) {
-        if let Some(setting) = broker_setting(name) {
-            match setting.default {
-                Some(d) => {
-                    self.values
-                        .insert(setting.name, (d.to_string(), Source::Default));
-                }
-                None => {
-                    self.values.remove(setting.name);
-                }
-            }
-        }
-    }
-
     pub fn bool(&self, name: &str) -> bool {
         self.get(name) == Some("true")
     }

@@ -368,19 +368,7 @@ fn apply(
                 image.broker_configs = dynamic.clone();
                 Ok(())
             })?;
-            broker.update_settings(|settings| {
-                for s in BROKER_SETTINGS.iter().filter(|s| s.scope == Scope::Dynamic) {
-                    match dynamic.get(s.name) {
-                        Some(v) => {
-                            let _ = settings.set(s.name, v, Source::Dynamic);
-                        }
-                        None if settings.source(s.name) == Some(&Source::Dynamic) => {
-                            settings.reset(s.name)
-                        }
-                        None => {}
-                    }
-                }
-            });
+            broker.set_dynamic_settings(&dynamic);
             let settings = broker.settings();
             for record in broker.metadata.image().topics.values() {
                 broker.replicas.apply_settings(record, &settings);

@@ -20,11 +20,13 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) 
         .topics
         .into_iter()
         .map(|t| {
-            let assignments: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
-                a.iter()
-                    .map(|r| r.broker_ids.iter().map(|b| b.0).collect())
-                    .collect()
-            });
+            // An empty list means "no assignment", like null.
+            let assignments: Option<Vec<Vec<i32>>> =
+                t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
+                    a.iter()
+                        .map(|r| r.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                });
             let result = topics::add_partitions(
                 broker,
                 &t.name.0,

@@ -39,13 +39,21 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -
         }
         Some(list) => list
             .into_iter()
-            .map(|wanted| match (wanted.name, wanted.topic_id) {
-                (Some(name), _) => by_name(broker, &name.0, allow_create),
-                (None, id) if !id.is_nil() => match broker.metadata.image().topic_by_id(id) {
-                    Some(t) => describe(broker, t),
-                    None => error_topic(None, id, ResponseError::UnknownTopicId),
-                },
-                (None, id) => error_topic(None, id, ResponseError::InvalidRequest),
+            // Clients that ask by id send a null name; treat an empty one the same way.
+            .map(|wanted| {
+                match (
+                    wanted
+                        .name
+                        .filter(|n| !n.0.is_empty() || wanted.topic_id.is_nil()),
+                    wanted.topic_id,
+                ) {
+                    (Some(name), _) => by_name(broker, &name.0, allow_create),
+                    (None, id) if !id.is_nil() => match broker.metadata.image().topic_by_id(id) {
+                        Some(t) => describe(broker, t),
+                        None => error_topic(None, id, ResponseError::UnknownTopicId),
+                    },
+                    (None, id) => error_topic(None, id, ResponseError::InvalidRequest),
+                }
             })
             .collect(),
     };

@@ -135,7 +135,16 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -
         topics.push((topic.name, topic.topic_id, outcomes));
     }
     if acks == 0 {
-        return Reply::Nothing;
+        // No response goes back, so, as Kafka does, a failure closes the connection: the
+        // client notices and refreshes its metadata instead of writing into the void.
+        let failed = topics.iter().flat_map(|(_, _, o)| o).find_map(|o| match o {
+            Outcome::Done(r) if r.error_code != 0 => Some(r.error_code),
+            _ => None,
+        });
+        return match failed {
+            Some(code) => Reply::Close(format!("acks=0 produce failed with error code {code}")),
+            None => Reply::Nothing,
+        };
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let needs_wait = topics
