@@ -15,9 +15,17 @@ pub async fn run(broker: Arc<Broker>) {
     loop {
         tokio::select! {
             _ = broker.shutdown.cancelled() => return,
-            _ = retention.tick() => apply_retention(&broker),
-            _ = checkpoint.tick() => write_checkpoints(&broker),
+            // Both fsync and take partition locks: keep them off the async workers.
+            _ = retention.tick() => blocking(&broker, apply_retention).await,
+            _ = checkpoint.tick() => blocking(&broker, write_checkpoints).await,
         }
+    }
+}
+
+async fn blocking(broker: &Arc<Broker>, work: fn(&Broker)) {
+    let broker = Arc::clone(broker);
+    if let Err(e) = tokio::task::spawn_blocking(move || work(&broker)).await {
+        tracing::error!(error = %e, "background task failed");
     }
 }
 

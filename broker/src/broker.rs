@@ -30,6 +30,9 @@ pub struct Broker {
     /// What Metadata tells clients; set once the listeners are bound (port 0 resolves then).
     advertised: RwLock<Vec<Listener>>,
     pub shutdown: CancellationToken,
+    /// Serialises topic and config changes end to end (metadata write, then the replicas),
+    /// so concurrent admin requests cannot interleave between the two steps.
+    admin: parking_lot::Mutex<()>,
     _dir_locks: Vec<LogDirLock>,
 }
 
@@ -38,7 +41,7 @@ impl Broker {
     /// Must run inside the tokio runtime: partitions start their flusher tasks.
     pub fn open(node: NodeConfig) -> Result<Arc<Broker>, BrokerError> {
         let (cluster_id, dir_locks) = claim_log_dirs(&node.log_dirs, node.node_id)?;
-        let metadata_dir = node.log_dirs[0].join(METADATA_DIR);
+        let metadata_dir = locate_metadata(&node.log_dirs)?;
         let metadata = MetadataStore::open(&metadata_dir)?;
         let settings = with_dynamic(&node.settings, &metadata.image().broker_configs);
         let producer_ids = ProducerIdAllocator::open(&metadata_dir)?;
@@ -56,8 +59,14 @@ impl Broker {
             producer_ids,
             advertised: RwLock::new(advertised),
             shutdown: CancellationToken::new(),
+            admin: parking_lot::Mutex::new(()),
             _dir_locks: dir_locks,
         }))
+    }
+
+    /// Held for the whole of one admin change.
+    pub fn admin_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.admin.lock()
     }
 
     pub fn node_id(&self) -> i32 {
@@ -66,6 +75,11 @@ impl Broker {
 
     pub fn settings(&self) -> Settings {
         self.settings.read().clone()
+    }
+
+    /// What the settings would be with `dynamic` installed, for validation.
+    pub fn settings_with_dynamic(&self, dynamic: &BTreeMap<String, String>) -> Settings {
+        with_dynamic(&self.node.settings, dynamic)
     }
 
     /// Installs a new set of dynamic broker settings (already persisted by the caller) on
@@ -107,6 +121,37 @@ impl Broker {
 
     pub fn rack(&self) -> Option<&str> {
         self.node.rack.as_deref()
+    }
+}
+
+/// Finds the log dir holding the metadata image. It lives in the first log dir when the node
+/// is formatted, but operators may reorder `log.dirs` later, so every dir is searched; a
+/// missing image with partition data present is refused rather than treated as "no topics"
+/// (which would make every partition look unknown).
+fn locate_metadata(log_dirs: &[std::path::PathBuf]) -> Result<std::path::PathBuf, BrokerError> {
+    let found: Vec<_> = log_dirs
+        .iter()
+        .map(|d| d.join(METADATA_DIR))
+        .filter(|m| m.join("image.json").exists())
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => {
+            let has_partitions = log_dirs.iter().any(|d| {
+                std::fs::read_dir(d).map(|entries| entries.flatten().any(|e| crate::replica::manager::is_partition_dir(&e.path()))).unwrap_or(false)
+            });
+            if has_partitions {
+                return Err(BrokerError::Fatal(format!(
+                    "the log dirs {} hold partitions but no metadata ({METADATA_DIR}/image.json); restore the metadata folder or point log.dirs at the folder that has it",
+                    log_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            Ok(log_dirs[0].join(METADATA_DIR))
+        }
+        many => Err(BrokerError::Fatal(format!(
+            "metadata found in more than one log dir ({}); keep the current one and remove the others",
+            many.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        ))),
     }
 }
 

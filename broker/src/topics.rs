@@ -9,7 +9,8 @@ use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::config::topic::validate_overrides;
+use crate::config::topic::{validate_overrides, TopicSettings};
+use crate::config::Settings;
 use crate::error::BrokerError;
 use crate::metadata::names::{collision_key, validate_topic_name};
 use crate::metadata::{Image, TopicRecord};
@@ -39,6 +40,7 @@ pub fn create(
     new: NewTopic,
     validate_only: bool,
 ) -> Result<Arc<TopicRecord>, BrokerError> {
+    let _admin = broker.admin_lock();
     validate_topic_name(&new.name).map_err(|m| invalid(ResponseError::InvalidTopicException, m))?;
     let settings = broker.settings();
     let default_partitions = settings.i64("num.partitions").unwrap_or(1) as i32;
@@ -97,6 +99,7 @@ pub fn create(
             .map(|(k, v)| (k.as_str(), Some(v.as_str()))),
     )
     .map_err(|m| invalid(ResponseError::InvalidConfig, m))?;
+    check_log_config(&new.configs, &settings)?;
     let name_is_free = |image: &Image| -> Result<(), BrokerError> {
         if image.topics.contains_key(&new.name) {
             return Err(invalid(
@@ -133,7 +136,16 @@ pub fn create(
         image.topics.insert(record.name.clone(), record.clone());
         Ok(())
     })?;
-    broker.replicas.ensure_topic(&record, &settings)?;
+    if let Err(e) = broker.replicas.ensure_topic(&record, &settings) {
+        // Undo the metadata write so the image never names a topic without logs.
+        tracing::error!(topic = %record.name, error = %e, "creating the topic's logs failed; rolling back");
+        let _ = broker.metadata.update(|image| {
+            image.topics.remove(&record.name);
+            Ok(())
+        });
+        let _ = broker.replicas.delete_topic(&record.name);
+        return Err(e);
+    }
     tracing::info!(topic = %record.name, partitions = record.partitions, id = %record.id, "created topic");
     Ok(record)
 }
@@ -198,6 +210,7 @@ pub fn add_partitions(
     assignments: Option<&[Vec<i32>]>,
     validate_only: bool,
 ) -> Result<(), BrokerError> {
+    let _admin = broker.admin_lock();
     let image = broker.metadata.image();
     let current = image
         .topic(name)
@@ -271,6 +284,7 @@ pub fn delete(
     name: Option<&str>,
     id: Option<Uuid>,
 ) -> Result<(String, Uuid), BrokerError> {
+    let _admin = broker.admin_lock();
     if !broker.node.delete_topic_enable {
         return Err(invalid(
             ResponseError::TopicDeletionDisabled,
@@ -315,6 +329,7 @@ pub fn set_topic_configs(
     change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), BrokerError>,
     validate_only: bool,
 ) -> Result<(), BrokerError> {
+    let _admin = broker.admin_lock();
     let image = broker.metadata.image();
     let current = image.topic(name).ok_or_else(|| {
         invalid(
@@ -326,6 +341,7 @@ pub fn set_topic_configs(
     change(&mut configs)?;
     validate_overrides(configs.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))
         .map_err(|m| invalid(ResponseError::InvalidConfig, m))?;
+    check_log_config(&configs, &broker.settings())?;
     if validate_only {
         return Ok(());
     }
@@ -341,4 +357,17 @@ pub fn set_topic_configs(
     })?;
     broker.replicas.apply_settings(&record, &broker.settings());
     Ok(())
+}
+
+/// The storage layer's own limits on the resolved settings, checked before anything is
+/// persisted: a value the log would refuse must never reach the metadata, or the node could
+/// not open the topic at its next start.
+pub fn check_log_config(
+    overrides: &BTreeMap<String, String>,
+    settings: &Settings,
+) -> Result<(), BrokerError> {
+    TopicSettings::resolve(overrides, settings)
+        .log
+        .validate()
+        .map_err(|e| invalid(ResponseError::InvalidConfig, e.to_string()))
 }

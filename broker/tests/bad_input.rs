@@ -301,6 +301,67 @@ fn bad_requests_get_kafka_error_codes() {
         "a failed acks=0 produce must close the connection"
     );
 
+    // Settings the log would refuse never reach the metadata (the node could not reopen
+    // the topic at its next start).
+    for (key, value) in [("max.message.bytes", "0"), ("segment.bytes", "20")] {
+        let r = w.call(
+            7,
+            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                .with_name(topic_name("bricked"))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str(key))
+                    .with_value(Some(StrBytes::from_static_str(value)))])]),
+        );
+        assert_eq!(
+            r.topics[0].error_code,
+            code(ResponseError::InvalidConfig),
+            "{key}={value}"
+        );
+    }
+    let m = w.call(12, &MetadataRequest::default().with_topics(None));
+    assert!(m
+        .topics
+        .iter()
+        .all(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() != "bricked")));
+
+    // A 249-character topic can be deleted, and re-creating it starts empty.
+    let long = "L".repeat(249);
+    assert_eq!(create_topic(&mut w, &long, 2), 0);
+    let r = produce(
+        &mut w,
+        &long,
+        0,
+        batch(3, -1, -1, -1, Compression::None),
+        -1,
+    );
+    assert_eq!(r.error_code, 0);
+    let d = w.call(
+        6,
+        &DeleteTopicsRequest::default()
+            .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                .with_name(Some(topic_name(&long)))]),
+    );
+    assert_eq!(
+        d.responses[0].error_code, 0,
+        "{:?}",
+        d.responses[0].error_message
+    );
+    assert_eq!(create_topic(&mut w, &long, 2), 0);
+    let r = produce(
+        &mut w,
+        &long,
+        0,
+        batch(1, -1, -1, -1, Compression::None),
+        -1,
+    );
+    assert_eq!(
+        (r.error_code, r.base_offset),
+        (0, 0),
+        "old data came back after re-creating the topic"
+    );
+
     // Invalid acks.
     let r = produce(&mut w, "t", 0, batch(1, -1, -1, -1, Compression::None), 2);
     assert_eq!(r.error_code, code(ResponseError::InvalidRequiredAcks));

@@ -187,3 +187,134 @@ fn no_arguments_serve_on_9092_with_data_under_dot_data() {
     .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Reordering `log.dirs` (or adding a new first one) must not lose a single partition, and
+/// a partition directory the metadata does not know is set aside, never deleted.
+#[test]
+fn reordered_log_dirs_keep_every_partition_and_strays_are_set_aside() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        root.path().join("a"),
+        root.path().join("b"),
+        root.path().join("c"),
+    );
+    let port = common::free_port();
+    let start = |dirs: String| {
+        let child = isthmus()
+            .args([
+                "--listeners",
+                &format!("PLAINTEXT://127.0.0.1:{port}"),
+                "--log.dirs",
+                &dirs,
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start with log.dirs {dirs}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    };
+    let stop = |mut child: std::process::Child| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    let child = start(format!("{},{}", a.display(), b.display()));
+    let mut w = Wire::connect(&format!("127.0.0.1:{port}"));
+    let topic = TopicName(StrBytes::from_static_str("keep"));
+    let created = w.call(
+        7,
+        &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+            .with_name(topic.clone())
+            .with_num_partitions(4)
+            .with_replication_factor(1)]),
+    );
+    assert_eq!(created.topics[0].error_code, 0);
+    for partition in 0..4 {
+        let r = w.call(
+            9,
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic.clone())
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch(10, -1, -1, -1, Compression::None)))])]),
+        );
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    drop(w);
+    stop(child);
+    // Partitions were spread over both dirs.
+    assert!(a.join("keep-0").exists() != b.join("keep-0").exists());
+    let in_a = (0..4)
+        .filter(|p| a.join(format!("keep-{p}")).exists())
+        .count();
+    assert!(in_a > 0 && in_a < 4, "all partitions landed in one log dir");
+    // A stray partition directory nobody knows about.
+    std::fs::create_dir_all(b.join("ghost-0")).unwrap();
+    std::fs::write(b.join("ghost-0").join("marker"), b"x").unwrap();
+
+    let child = start(format!("{},{},{}", c.display(), b.display(), a.display()));
+    let mut w = Wire::connect(&format!("127.0.0.1:{port}"));
+    for partition in 0..4 {
+        let r = w.call(
+            9,
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic.clone())
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch(1, -1, -1, -1, Compression::None)))])]),
+        );
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, 10),
+            "partition {partition} lost its data"
+        );
+    }
+    drop(w);
+    stop(child);
+    assert!(!b.join("ghost-0").exists(), "stray left in place");
+    let kept = std::fs::read_dir(b.join(".stray"))
+        .unwrap()
+        .flatten()
+        .any(|d| d.path().join("ghost-0").join("marker").exists());
+    assert!(kept, "stray partition was deleted instead of set aside");
+
+    // Metadata missing while partition data exists: refuse to start.
+    std::fs::rename(a.join("metadata"), root.path().join("moved-metadata")).unwrap();
+    let out = isthmus()
+        .args([
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0",
+            "--log.dirs",
+            &format!("{},{}", a.display(), b.display()),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no metadata"),
+        "{stderr}"
+    );
+    assert!(
+        a.join("keep-0").exists() || b.join("keep-0").exists(),
+        "data touched by a refused start"
+    );
+}

@@ -288,6 +288,27 @@ fn long_poll_is_woken_by_a_produce_and_acks_zero_sends_nothing() {
     );
     assert_eq!(data.high_watermark, 4);
 
+    // min_bytes 0 answers at once, as in Kafka, even with a long max_wait.
+    let started = Instant::now();
+    let r = w.call(
+        12,
+        &FetchRequest::default()
+            .with_max_wait_ms(5000)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("poll"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_fetch_offset(4)
+                    .with_partition_max_bytes(1 << 20)])]),
+    );
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "min_bytes=0 waited {:?}",
+        started.elapsed()
+    );
+
     // With nothing new, the fetch answers empty once max_wait passes.
     let started = Instant::now();
     let data = fetch(&mut w, "poll", 4, Duration::from_millis(300));

@@ -1144,19 +1144,16 @@ impl Log {
         fsync_dir(&self.dir)
     }
 
-    /// Removes the partition: renames the directory to `<dir>.<unique>-delete` (one
-    /// atomic step that hides it from the next startup), then deletes it.
+    /// Removes the partition: renames the directory to `<unique>.<pid>-delete` (one atomic
+    /// step that hides it from the next startup), then deletes it. The new name leaves the
+    /// topic out: a 249-character topic name plus a suffix would pass the file-name limit.
     pub fn delete(self) -> Result<(), StorageError> {
-        let Some(name) = self.dir.file_name().and_then(|n| n.to_str()) else {
-            return Err(StorageError::CorruptLog(format!(
-                "cannot delete {}",
-                self.dir.display()
-            )));
-        };
         let unique = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let target = self.dir.with_file_name(format!("{name}.{unique:x}-delete"));
+        let target = self
+            .dir
+            .with_file_name(format!("{unique:x}.{}-delete", std::process::id()));
         let parent = self
             .dir
             .parent()

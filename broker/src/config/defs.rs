@@ -63,6 +63,9 @@ const POSITIVE_LONG: ValueKind = ValueKind::Long {
     max: i64::MAX,
 };
 
+/// One record-batch header: the smallest segment that can hold anything.
+const SEGMENT_BYTES_MIN: i64 = isthmus_protocol::batch::HEADER_SIZE as i64;
+
 pub const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 pub const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
 
@@ -132,7 +135,7 @@ pub static BROKER_SETTINGS: &[BrokerSetting] = &[
     },
     BrokerSetting {
         name: "log.segment.bytes",
-        kind: ValueKind::Int { min: 14, max: i32::MAX as i64 },
+        kind: ValueKind::Int { min: SEGMENT_BYTES_MIN, max: i32::MAX as i64 },
         default: Some("1073741824"),
         scope: Scope::Dynamic,
         doc: "Roll a segment when it would grow past this size (topic: segment.bytes).",
@@ -167,7 +170,7 @@ pub static BROKER_SETTINGS: &[BrokerSetting] = &[
     },
     BrokerSetting {
         name: "message.max.bytes",
-        kind: ValueKind::Int { min: 0, max: i32::MAX as i64 },
+        kind: ValueKind::Int { min: 1, max: i32::MAX as i64 },
         default: Some("1048588"),
         scope: Scope::Dynamic,
         doc: "Largest record batch accepted (topic: max.message.bytes).",

@@ -211,6 +211,14 @@ impl NodeConfig {
         if log_dirs.is_empty() {
             return Err("log.dirs is empty; give at least one directory".into());
         }
+        for (i, dir) in log_dirs.iter().enumerate() {
+            if log_dirs[..i].contains(dir) {
+                return Err(format!(
+                    "log.dirs lists {} twice; give each directory once",
+                    dir.display()
+                ));
+            }
+        }
         let number = |name: &str| settings.i64(name).unwrap_or_default();
         Ok(NodeConfig {
             node_id: number("node.id") as i32,

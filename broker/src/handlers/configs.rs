@@ -340,6 +340,7 @@ fn apply(
         ),
         RESOURCE_BROKER => {
             check_broker_name(broker, name)?;
+            let _admin = broker.admin_lock();
             let mut dynamic = broker.metadata.image().broker_configs.clone();
             if replace {
                 dynamic.clear();
@@ -360,6 +361,25 @@ fn apply(
                     ));
                 }
                 edit(&mut dynamic, key, *op, value.as_deref(), &setting.kind)?;
+            }
+            if dynamic
+                .get("log.cleanup.policy")
+                .is_some_and(|v| v.contains("compact"))
+            {
+                return Err(kafka(
+                    ResponseError::InvalidConfig,
+                    "log.cleanup.policy=compact is not implemented yet; use delete",
+                ));
+            }
+            // Every topic must still have settings its log accepts under the new defaults.
+            let candidate = broker.settings_with_dynamic(&dynamic);
+            for record in broker.metadata.image().topics.values() {
+                topics::check_log_config(&record.configs, &candidate).map_err(|e| {
+                    kafka(
+                        ResponseError::InvalidConfig,
+                        format!("topic '{}' would get invalid settings: {e}", record.name),
+                    )
+                })?;
             }
             if validate_only {
                 return Ok(());

@@ -94,7 +94,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -
                     w.borrow_and_update();
                 }
                 let (response, bytes, any_error) = read_all(&topics, max_bytes, read_committed);
-                if bytes >= min_bytes.max(1)
+                if bytes >= min_bytes
                     || any_error
                     || Instant::now() >= deadline
                     || watches.is_empty()

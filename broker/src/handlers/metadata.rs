@@ -20,6 +20,9 @@ use crate::metadata::names::validate_topic_name;
 use crate::metadata::TopicRecord;
 use crate::topics::{self, NewTopic};
 
+/// Kafka's own internal topics; clients hide them from topic listings.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
 /// Kafka's "authorized operations not requested" marker.
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
@@ -126,7 +129,7 @@ fn describe(broker: &Broker, topic: &TopicRecord) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(text(topic.name.clone()))))
         .with_topic_id(topic.id)
-        .with_is_internal(topic.name.starts_with("__"))
+        .with_is_internal(INTERNAL_TOPICS.contains(&topic.name.as_str()))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

@@ -92,6 +92,13 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -
                 ));
                 continue;
             };
+            if carries_transactional_batch(&records) {
+                outcomes.push(fail(
+                    ResponseError::InvalidRecord,
+                    "transactional batches need transactions, which are not implemented yet".into(),
+                ));
+                continue;
+            }
             let min_isr = partition.settings().min_insync_replicas;
             if acks == -1 && SINGLE_NODE_ISR_SIZE < min_isr {
                 outcomes.push(fail(
@@ -157,6 +164,8 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -
                 .map(|(n, id, o)| (n, id, o.into_iter().map(done).collect())),
         )));
     }
+    // One deadline for the whole request, not one per partition.
+    let deadline = tokio::time::Instant::now() + timeout;
     Reply::Later(
         async move {
             let mut answered = Vec::with_capacity(topics.len());
@@ -177,7 +186,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -
                                     partition.wait_durable(end_offset).await
                                 }
                             };
-                            match tokio::time::timeout(timeout, wait).await {
+                            match tokio::time::timeout_at(deadline, wait).await {
                                 Ok(Ok(())) => response,
                                 Ok(Err(e)) => partition_error(
                                     response.index,
@@ -249,4 +258,12 @@ fn append_error(index: i32, e: &BrokerError) -> PartitionProduceResponse {
             .with_batch_index_error_message(Some(text(e.to_string())))];
     }
     response
+}
+
+/// True when a batch header has the transactional flag. Malformed input is left for the
+/// storage layer, which reports it precisely.
+fn carries_transactional_batch(records: &[u8]) -> bool {
+    isthmus_protocol::batch::batches(records, isthmus_protocol::batch::Validation::Stored)
+        .map_while(Result::ok)
+        .any(|b| b.header.is_transactional())
 }

@@ -78,9 +78,7 @@ impl ReplicaManager {
         for ((topic, index), dir) in &found {
             let known = image.topic(topic).is_some_and(|t| *index < t.partitions);
             if !known {
-                tracing::warn!(topic, partition = index, dir = %dir.display(), "deleting the log of a partition the metadata does not know");
-                let path = dir.join(format!("{topic}-{index}"));
-                std::fs::remove_dir_all(&path).map_err(|e| BrokerError::io(&path, e))?;
+                set_aside_stray(dir, &format!("{topic}-{index}"))?;
             }
         }
         if !clean && !found.is_empty() {
@@ -92,9 +90,24 @@ impl ReplicaManager {
             for index in 0..record.partitions {
                 let dir = match found.get(&(record.name.clone(), index)) {
                     Some(dir) => dir.clone(),
-                    None => manager.pick_log_dir(),
+                    None => manager.pick_log_dir(&partitions),
                 };
-                partitions.push(open_partition(&dir, record, index, &topic_settings, clean)?);
+                let partition = match open_partition(&dir, record, index, &topic_settings, clean) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(topic = %record.name, partition = index, dir = %dir.display(), error = %e,
+                            "cannot open the partition's log; it stays offline until repaired");
+                        Partition::offline(
+                            &record.name,
+                            record.id,
+                            index,
+                            dir.clone(),
+                            topic_settings.clone(),
+                            record.leader_epoch,
+                        )
+                    }
+                };
+                partitions.push(partition);
             }
             manager.topics.write().insert(
                 record.name.clone(),
@@ -149,9 +162,21 @@ impl ReplicaManager {
         let existing = self.topic(&record.name);
         let mut partitions: Vec<Arc<Partition>> =
             existing.map(|t| t.partitions.clone()).unwrap_or_default();
+        let first_new = partitions.len();
         for index in partitions.len() as i32..record.partitions {
-            let dir = self.pick_log_dir();
-            partitions.push(open_partition(&dir, record, index, &topic_settings, true)?);
+            let dir = self.pick_log_dir(&partitions[first_new..]);
+            match open_partition(&dir, record, index, &topic_settings, true) {
+                Ok(p) => partitions.push(p),
+                Err(e) => {
+                    // Close what this call opened so no flusher or file stays behind.
+                    for p in &partitions[first_new..] {
+                        if let Some(log) = p.take_log() {
+                            let _ = log.delete();
+                        }
+                    }
+                    return Err(e);
+                }
+            }
         }
         self.topics.write().insert(
             record.name.clone(),
@@ -179,17 +204,22 @@ impl ReplicaManager {
         }
     }
 
-    /// Removes a topic's partitions and deletes their data.
+    /// Removes a topic's partitions and deletes their data. Every partition is attempted;
+    /// the first failure is reported.
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         let Some(t) = self.topics.write().remove(name) else {
             return Ok(());
         };
+        let mut first_error = None;
         for p in &t.partitions {
             if let Some(log) = p.take_log() {
-                log.delete()?;
+                if let Err(e) = log.delete() {
+                    tracing::error!(topic = name, partition = p.index, error = %e, "deleting the partition's log failed");
+                    first_error.get_or_insert(BrokerError::from(e));
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Closes every log (flush, trim, snapshot) and marks the log dirs clean.
@@ -198,6 +228,15 @@ impl ReplicaManager {
         let mut first_error = None;
         for t in topics {
             for p in &t.partitions {
+                if p.has_failed() {
+                    // Its fsync failed: the kernel may have dropped the dirty pages, so a
+                    // later "successful" close proves nothing. Leave it for recovery.
+                    first_error.get_or_insert(BrokerError::Fatal(format!(
+                        "partition {}-{} failed",
+                        p.topic, p.index
+                    )));
+                    continue;
+                }
                 if let Some(log) = p.take_log() {
                     if let Err(e) = log.close() {
                         tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing the log failed");
@@ -217,13 +256,15 @@ impl ReplicaManager {
         Ok(())
     }
 
-    /// The log dir with the fewest partitions.
-    fn pick_log_dir(&self) -> PathBuf {
+    /// The log dir with the fewest partitions, counting `pending` (opened in this call, not
+    /// yet registered) too.
+    fn pick_log_dir(&self, pending: &[Arc<Partition>]) -> PathBuf {
         let topics = self.topics.read();
         let count = |dir: &Path| {
             topics
                 .values()
                 .flat_map(|t| t.partitions.iter())
+                .chain(pending)
                 .filter(|p| p.log_dir == dir)
                 .count()
         };
@@ -253,6 +294,36 @@ fn open_partition(
         settings.clone(),
         record.leader_epoch,
     ))
+}
+
+/// Moves a partition directory the metadata does not know into `<log dir>/.stray/<time>/`
+/// instead of deleting it (as Kafka keeps stray logs): a misplaced metadata folder or a
+/// bug must never destroy data. Operators remove it by hand once they know it is garbage.
+fn set_aside_stray(log_dir: &Path, name: &str) -> Result<(), BrokerError> {
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let holder = log_dir.join(STRAY_DIR).join(format!("{unique:x}"));
+    std::fs::create_dir_all(&holder).map_err(|e| BrokerError::io(&holder, e))?;
+    let from = log_dir.join(name);
+    let to = holder.join(name);
+    std::fs::rename(&from, &to).map_err(|e| BrokerError::io(&from, e))?;
+    sync_dir(log_dir)?;
+    tracing::warn!(from = %from.display(), to = %to.display(), "set aside a partition the metadata does not know; remove it once you are sure it is not needed");
+    Ok(())
+}
+
+/// Where partitions the metadata does not know are kept.
+pub const STRAY_DIR: &str = ".stray";
+
+/// True for a directory named like a partition (`<topic>-<n>`).
+pub fn is_partition_dir(path: &Path) -> bool {
+    path.is_dir()
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(parse_partition_dir)
+            .is_some()
 }
 
 /// `orders-3` → ("orders", 3); anything else (metadata dirs, stray files) → None.

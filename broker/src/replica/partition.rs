@@ -5,7 +5,7 @@
 //! previous fsync ran share the next one (group commit). Waiters (acks, long-polling fetches)
 //! are woken by watch channels, never by polling.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,9 @@ pub struct Partition {
     high_watermark: watch::Sender<i64>,
     /// Everything below this offset is on stable storage.
     durable_end: watch::Sender<i64>,
+    /// Page-cache mode: appends up to this offset crossed `flush.messages` and, as in
+    /// Kafka, are acknowledged only once synced.
+    sync_barrier: AtomicI64,
     flush_signal: Notify,
     /// Set when the log hit an I/O error: the partition stops serving rather than guessing.
     failed: AtomicBool,
@@ -48,6 +51,14 @@ impl Partition {
         leader_epoch: i32,
     ) -> Arc<Partition> {
         let end = log.log_end_offset();
+        // After an unclean stop the tail above the recovery point may still sit only in the
+        // page cache: it is neither durable nor visible until the flusher (woken below)
+        // syncs it. In page-cache mode visibility follows the log end, as in Kafka.
+        let durable = log.recovery_point().min(end);
+        let visible = match settings.flush {
+            FlushPolicy::Durable => durable,
+            FlushPolicy::PageCache { .. } => end,
+        };
         let partition = Arc::new(Partition {
             topic: topic.to_string(),
             topic_id,
@@ -56,13 +67,44 @@ impl Partition {
             log: Mutex::new(Some(log)),
             settings: RwLock::new(settings),
             leader_epoch: AtomicI32::new(leader_epoch),
-            high_watermark: watch::Sender::new(end),
-            durable_end: watch::Sender::new(end),
+            high_watermark: watch::Sender::new(visible),
+            durable_end: watch::Sender::new(durable),
+            sync_barrier: AtomicI64::new(-1),
             flush_signal: Notify::new(),
             failed: AtomicBool::new(false),
         });
+        if durable < end {
+            partition.flush_signal.notify_one();
+        }
         tokio::spawn(run_flusher(Arc::clone(&partition)));
         partition
+    }
+
+    /// A partition whose log could not be opened: listed, but every request gets
+    /// KAFKA_STORAGE_ERROR until an operator repairs it and restarts the node. One bad
+    /// partition must not keep the others from serving.
+    pub fn offline(
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        log_dir: std::path::PathBuf,
+        settings: TopicSettings,
+        leader_epoch: i32,
+    ) -> Arc<Partition> {
+        Arc::new(Partition {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            log_dir,
+            log: Mutex::new(None),
+            settings: RwLock::new(settings),
+            leader_epoch: AtomicI32::new(leader_epoch),
+            high_watermark: watch::Sender::new(-1),
+            durable_end: watch::Sender::new(-1),
+            sync_barrier: AtomicI64::new(-1),
+            flush_signal: Notify::new(),
+            failed: AtomicBool::new(true),
+        })
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -80,7 +122,14 @@ impl Partition {
                 return;
             }
         }
+        let page_cache = matches!(settings.flush, FlushPolicy::PageCache { .. });
         *self.settings.write() = settings;
+        if page_cache {
+            // Leaving the durable mode: what is written is visible at once from now on.
+            if let Ok(end) = self.with_log(|log| Ok(log.log_end_offset())) {
+                self.advance_high_watermark(end);
+            }
+        }
         self.flush_signal.notify_one();
     }
 
@@ -114,23 +163,28 @@ impl Partition {
             let outcome = log.append_as_leader(records, epoch, now_ms)?;
             Ok((outcome, log.log_end_offset(), log.unflushed_messages()))
         })?;
-        if matches!(outcome, AppendOutcome::Appended { .. }) {
-            match flush {
-                FlushPolicy::Durable => self.flush_signal.notify_one(),
-                FlushPolicy::PageCache { messages, .. } => {
-                    self.advance_high_watermark(end);
-                    if messages.is_some_and(|m| unflushed >= m) {
-                        self.flush_signal.notify_one();
-                    }
+        match (&outcome, flush) {
+            (AppendOutcome::Appended { .. }, FlushPolicy::Durable) => {
+                self.flush_signal.notify_one()
+            }
+            (AppendOutcome::Appended { .. }, FlushPolicy::PageCache { messages, .. }) => {
+                self.advance_high_watermark(end);
+                if messages.is_some_and(|m| unflushed >= m) {
+                    self.sync_barrier.fetch_max(end, Ordering::AcqRel);
+                    self.flush_signal.notify_one();
                 }
             }
+            // A retry of a batch that may still be unsynced (e.g. written just before a
+            // crash): make sure a sync is coming before the retry is acknowledged.
+            (AppendOutcome::Duplicate { .. }, _) => self.flush_signal.notify_one(),
         }
         Ok(outcome)
     }
 
     /// Resolves once everything below `end_offset` is durable under the flush policy.
     pub async fn wait_durable(&self, end_offset: i64) -> Result<(), BrokerError> {
-        if matches!(self.settings.read().flush, FlushPolicy::PageCache { .. }) {
+        let page_cache = matches!(self.settings.read().flush, FlushPolicy::PageCache { .. });
+        if page_cache && end_offset > self.sync_barrier.load(Ordering::Acquire) {
             return Ok(());
         }
         self.wait_for(&self.durable_end, end_offset).await
@@ -209,6 +263,10 @@ impl Partition {
         self.flush_signal.notify_one();
         self.high_watermark.send_modify(|_| {});
         log
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     fn fail(&self, error: &std::io::Error) {

@@ -125,7 +125,17 @@ async fn read_requests(
         }
         let len =
             frame::body_length(prefix, broker.node.max_frame_bytes).map_err(|e| e.to_string())?;
-        let body = read_body(reader, len).await?;
+        // The whole frame must arrive within the idle limit too, so a client cannot hold a
+        // buffer open by trickling bytes.
+        let body = match tokio::time::timeout(idle, read_body(reader, len)).await {
+            Ok(body) => body?,
+            Err(_) => {
+                return Err(format!(
+                    "a {len}-byte frame did not arrive within {} ms",
+                    idle.as_millis()
+                ))
+            }
+        };
         let preamble = codec::peek_preamble(&body).map_err(|e| e.to_string())?;
         let Some(api) = dispatch::find(preamble.api_key) else {
             return Err(format!(
