@@ -1,10 +1,14 @@
 //! Periodic work: retention by time and size, and recovery-point checkpoints (so a restart
-//! after a crash rescans only what was written since the last one).
+//! after a crash rescans only what was written since the last one), group timeouts and
+//! expiry of committed offsets.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::{now_ms, Broker};
+
+/// How often group join phases and sessions are checked: the resolution of every group timeout.
+pub const GROUP_TICK_MS: u64 = 100;
 
 /// Kafka's `log.flush.offset.checkpoint.interval.ms` default.
 pub const CHECKPOINT_INTERVAL_MS: u64 = 60_000;
@@ -12,12 +16,22 @@ pub const CHECKPOINT_INTERVAL_MS: u64 = 60_000;
 pub async fn run(broker: Arc<Broker>) {
     let mut retention = ticker(broker.node.retention_check_interval_ms);
     let mut checkpoint = ticker(CHECKPOINT_INTERVAL_MS);
+    let mut groups = ticker(GROUP_TICK_MS);
+    let mut offsets_expiry = ticker(
+        broker
+            .node
+            .settings
+            .i64("offsets.retention.check.interval.ms")
+            .unwrap_or(600_000) as u64,
+    );
     loop {
         tokio::select! {
             _ = broker.shutdown.cancelled() => return,
             // Both fsync and take partition locks: keep them off the async workers.
             _ = retention.tick() => blocking(&broker, apply_retention).await,
             _ = checkpoint.tick() => blocking(&broker, write_checkpoints).await,
+            _ = groups.tick() => broker.groups.tick(&broker),
+            _ = offsets_expiry.tick() => blocking(&broker, |b| b.groups.expire_offsets(b)).await,
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::load::Listener;
 use crate::config::{NodeConfig, Settings, Source};
 use crate::error::BrokerError;
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::metadata::identity::{claim_log_dirs, LogDirLock};
 use crate::metadata::MetadataStore;
 use crate::producer_ids::ProducerIdAllocator;
@@ -27,6 +28,7 @@ pub struct Broker {
     pub metadata: MetadataStore,
     pub replicas: ReplicaManager,
     pub producer_ids: ProducerIdAllocator,
+    pub groups: GroupCoordinator,
     /// What Metadata tells clients; set once the listeners are bound (port 0 resolves then).
     advertised: RwLock<Vec<Listener>>,
     pub shutdown: CancellationToken,
@@ -50,6 +52,15 @@ impl Broker {
             .advertised_listeners
             .clone()
             .unwrap_or_else(|| node.listeners.clone());
+        let number = |name: &str| settings.i64(name).unwrap_or_default();
+        let groups = GroupCoordinator::new(GroupConfig {
+            min_session_timeout_ms: number("group.min.session.timeout.ms"),
+            max_session_timeout_ms: number("group.max.session.timeout.ms"),
+            initial_rebalance_delay_ms: number("group.initial.rebalance.delay.ms") as u64,
+            offsets_partitions: number("offsets.topic.num.partitions") as i32,
+            metadata_max_bytes: number("offset.metadata.max.bytes") as usize,
+            offsets_retention_ms: number("offsets.retention.minutes") * 60_000,
+        });
         Ok(Arc::new(Broker {
             node,
             settings: RwLock::new(settings),
@@ -57,6 +68,7 @@ impl Broker {
             metadata,
             replicas,
             producer_ids,
+            groups,
             advertised: RwLock::new(advertised),
             shutdown: CancellationToken::new(),
             admin: parking_lot::Mutex::new(()),

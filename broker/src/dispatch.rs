@@ -4,6 +4,9 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use std::net::SocketAddr;
+use std::ops::Deref;
+
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
@@ -25,7 +28,20 @@ pub enum Reply {
     Close(String),
 }
 
-pub type Handler = fn(&Arc<Broker>, &RequestHeader, RequestKind) -> Reply;
+/// A request's header plus where it came from (DescribeGroups reports a member's host).
+pub struct RequestContext {
+    pub header: RequestHeader,
+    pub peer: SocketAddr,
+}
+
+impl Deref for RequestContext {
+    type Target = RequestHeader;
+    fn deref(&self) -> &RequestHeader {
+        &self.header
+    }
+}
+
+pub type Handler = fn(&Arc<Broker>, &RequestContext, RequestKind) -> Reply;
 
 pub struct Api {
     pub key: ApiKey,
@@ -124,6 +140,61 @@ pub static APIS: &[Api] = &[
         key: ApiKey::DescribeCluster,
         versions: versions(0, 2),
         handler: handlers::describe_cluster::handle,
+    },
+    Api {
+        key: ApiKey::FindCoordinator,
+        versions: versions(0, 6),
+        handler: handlers::find_coordinator::handle,
+    },
+    Api {
+        key: ApiKey::JoinGroup,
+        versions: versions(0, 9),
+        handler: handlers::join_group::handle,
+    },
+    Api {
+        key: ApiKey::SyncGroup,
+        versions: versions(0, 5),
+        handler: handlers::sync_group::handle,
+    },
+    Api {
+        key: ApiKey::Heartbeat,
+        versions: versions(0, 4),
+        handler: handlers::heartbeat::handle,
+    },
+    Api {
+        key: ApiKey::LeaveGroup,
+        versions: versions(0, 5),
+        handler: handlers::leave_group::handle,
+    },
+    Api {
+        key: ApiKey::OffsetCommit,
+        versions: versions(2, 9),
+        handler: handlers::offset_commit::handle,
+    },
+    Api {
+        key: ApiKey::OffsetFetch,
+        versions: versions(1, 9),
+        handler: handlers::offset_fetch::handle,
+    },
+    Api {
+        key: ApiKey::DescribeGroups,
+        versions: versions(0, 6),
+        handler: handlers::describe_groups::handle,
+    },
+    Api {
+        key: ApiKey::ListGroups,
+        versions: versions(0, 5),
+        handler: handlers::list_groups::handle,
+    },
+    Api {
+        key: ApiKey::DeleteGroups,
+        versions: versions(0, 2),
+        handler: handlers::delete_groups::handle,
+    },
+    Api {
+        key: ApiKey::OffsetDelete,
+        versions: versions(0, 0),
+        handler: handlers::offset_delete::handle,
     },
 ];
 

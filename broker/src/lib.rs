@@ -7,6 +7,7 @@
 //! - [`dispatch`]: the table of implemented APIs, which also feeds ApiVersions.
 //! - [`handlers`]: one file per Kafka API.
 //! - [`topics`]: topic create / grow / reconfigure / delete rules.
+//! - [`group`]: the consumer-group coordinator and `__consumer_offsets`.
 //! - [`replica`]: partitions on this node: logs, high watermark, group commit.
 //! - [`metadata`]: the metadata image, node identity and topic-name rules.
 //! - [`producer_ids`]: durable producer-id blocks for InitProducerId.
@@ -18,6 +19,7 @@ pub mod broker;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod producer_ids;
@@ -38,6 +40,11 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), BrokerError> {
     let broker = Broker::open(config)?;
+    let loaded = group::log::load_all(&broker);
+    if !loaded.is_empty() {
+        tracing::info!(records = loaded.len(), "loaded consumer group offsets");
+    }
+    broker.groups.load(loaded);
     let bound = server::bind(&broker).await?;
     let mut tasks = Vec::new();
     for (listener, socket) in bound {

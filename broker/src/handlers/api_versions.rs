@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiVersionsResponse, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
 
 use crate::broker::Broker;
-use crate::dispatch::{Reply, APIS};
+use crate::dispatch::{Reply, RequestContext, APIS};
 
-pub fn handle(_broker: &Arc<Broker>, _header: &RequestHeader, _body: RequestKind) -> Reply {
+pub fn handle(_broker: &Arc<Broker>, _header: &RequestContext, _body: RequestKind) -> Reply {
     Reply::Now(ResponseKind::ApiVersions(response(0)))
 }
 

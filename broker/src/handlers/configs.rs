@@ -11,8 +11,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsResponse,
-    DescribeConfigsResponse, IncrementalAlterConfigsResponse, RequestHeader, RequestKind,
-    ResponseKind,
+    DescribeConfigsResponse, IncrementalAlterConfigsResponse, RequestKind, ResponseKind,
 };
 
 use super::{mismatched, text};
@@ -21,7 +20,7 @@ use crate::config::defs::{
     broker_setting, topic_setting, validate, Scope, ValueKind, BROKER_SETTINGS, TOPIC_SETTINGS,
 };
 use crate::config::Source;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 use crate::error::BrokerError;
 use crate::topics;
 
@@ -39,7 +38,7 @@ fn kafka(error: ResponseError, message: impl Into<String>) -> BrokerError {
     BrokerError::kafka(error, message)
 }
 
-pub fn describe(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn describe(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::DescribeConfigs(req) = body else {
         return mismatched("DescribeConfigs");
     };
@@ -210,7 +209,7 @@ fn entry(
 /// One requested change: (name, operation, value).
 type Change = (String, i8, Option<String>);
 
-pub fn alter(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn alter(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::AlterConfigs(req) = body else {
         return mismatched("AlterConfigs");
     };
@@ -255,7 +254,7 @@ pub fn alter(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -
 
 pub fn incremental_alter(
     broker: &Arc<Broker>,
-    _header: &RequestHeader,
+    _header: &RequestContext,
     body: RequestKind,
 ) -> Reply {
     let RequestKind::IncrementalAlterConfigs(req) = body else {

@@ -3,16 +3,14 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::{
-    CreatePartitionsResponse, RequestHeader, RequestKind, ResponseKind,
-};
+use kafka_protocol::messages::{CreatePartitionsResponse, RequestKind, ResponseKind};
 
 use super::{mismatched, text};
 use crate::broker::Broker;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 use crate::topics;
 
-pub fn handle(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::CreatePartitions(req) = body else {
         return mismatched("CreatePartitions");
     };

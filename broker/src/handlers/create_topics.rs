@@ -7,15 +7,15 @@ use std::sync::Arc;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
-use kafka_protocol::messages::{CreateTopicsResponse, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{CreateTopicsResponse, RequestKind, ResponseKind};
 
 use super::{mismatched, text};
 use crate::broker::Broker;
 use crate::config::topic::describe_all;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 use crate::topics::{self, NewTopic};
 
-pub fn handle(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::CreateTopics(req) = body else {
         return mismatched("CreateTopics");
     };

@@ -7,13 +7,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
-use kafka_protocol::messages::{DeleteRecordsResponse, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{DeleteRecordsResponse, RequestKind, ResponseKind};
 
 use super::mismatched;
 use crate::broker::Broker;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 
-pub fn handle(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::DeleteRecords(req) = body else {
         return mismatched("DeleteRecords");
     };

@@ -3,17 +3,15 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::{
-    DeleteTopicsResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
-};
+use kafka_protocol::messages::{DeleteTopicsResponse, RequestKind, ResponseKind, TopicName};
 use uuid::Uuid;
 
 use super::{mismatched, text};
 use crate::broker::Broker;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 use crate::topics;
 
-pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::DeleteTopics(req) = body else {
         return mismatched("DeleteTopics");
     };

@@ -4,19 +4,17 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{
-    BrokerId, DescribeClusterResponse, RequestHeader, RequestKind, ResponseKind,
-};
+use kafka_protocol::messages::{BrokerId, DescribeClusterResponse, RequestKind, ResponseKind};
 
 use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{mismatched, text};
 use crate::broker::Broker;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 
 /// DescribeCluster v1+ `endpoint_type`: 1 = brokers, 2 = controllers.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-pub fn handle(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::DescribeCluster(req) = body else {
         return mismatched("DescribeCluster");
     };

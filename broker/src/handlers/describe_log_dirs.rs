@@ -7,15 +7,13 @@ use std::sync::Arc;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
-use kafka_protocol::messages::{
-    DescribeLogDirsResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
-};
+use kafka_protocol::messages::{DescribeLogDirsResponse, RequestKind, ResponseKind, TopicName};
 
 use super::{mismatched, text};
 use crate::broker::Broker;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 
-pub fn handle(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::DescribeLogDirs(req) = body else {
         return mismatched("DescribeLogDirs");
     };

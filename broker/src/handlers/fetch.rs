@@ -9,16 +9,14 @@ use bytes::Bytes;
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{
-    FetchResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
-};
+use kafka_protocol::messages::{FetchResponse, RequestKind, ResponseKind, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{check_leader_epoch, mismatched};
 use crate::broker::Broker;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 use crate::replica::Partition;
 
 /// Upper bound on a long poll, whatever the client asks: keeps a bad `max_wait_ms` from
@@ -36,7 +34,7 @@ struct Wanted {
     current_leader_epoch: i32,
 }
 
-pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::Fetch(req) = body else {
         return mismatched("Fetch");
     };

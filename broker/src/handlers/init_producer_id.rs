@@ -4,15 +4,13 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{
-    InitProducerIdResponse, ProducerId, RequestHeader, RequestKind, ResponseKind,
-};
+use kafka_protocol::messages::{InitProducerIdResponse, ProducerId, RequestKind, ResponseKind};
 
 use super::mismatched;
 use crate::broker::Broker;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 
-pub fn handle(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::InitProducerId(req) = body else {
         return mismatched("InitProducerId");
     };

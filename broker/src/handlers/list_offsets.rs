@@ -7,11 +7,11 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kafka_protocol::messages::{ListOffsetsResponse, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ListOffsetsResponse, RequestKind, ResponseKind};
 
 use super::{check_leader_epoch, mismatched};
 use crate::broker::Broker;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 use crate::replica::Partition;
 
 pub const LATEST_TIMESTAMP: i64 = -1;
@@ -20,7 +20,7 @@ pub const MAX_TIMESTAMP: i64 = -3;
 pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
-pub fn handle(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::ListOffsets(req) = body else {
         return mismatched("ListOffsets");
     };

@@ -8,14 +8,12 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{
-    BrokerId, MetadataResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
-};
+use kafka_protocol::messages::{BrokerId, MetadataResponse, RequestKind, ResponseKind, TopicName};
 use uuid::Uuid;
 
 use super::{mismatched, text};
 use crate::broker::Broker;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 use crate::metadata::names::validate_topic_name;
 use crate::metadata::TopicRecord;
 use crate::topics::{self, NewTopic};
@@ -26,7 +24,7 @@ pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_stat
 /// Kafka's "authorized operations not requested" marker.
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::Metadata(req) = body else {
         return mismatched("Metadata");
     };

@@ -8,15 +8,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
-use kafka_protocol::messages::{
-    OffsetForLeaderEpochResponse, RequestHeader, RequestKind, ResponseKind,
-};
+use kafka_protocol::messages::{OffsetForLeaderEpochResponse, RequestKind, ResponseKind};
 
 use super::{check_leader_epoch, mismatched};
 use crate::broker::Broker;
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 
-pub fn handle(broker: &Arc<Broker>, _header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::OffsetForLeaderEpoch(req) = body else {
         return mismatched("OffsetForLeaderEpoch");
     };

@@ -10,14 +10,12 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{
-    ProduceResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
-};
+use kafka_protocol::messages::{ProduceResponse, RequestKind, ResponseKind, TopicName};
 use uuid::Uuid;
 
 use super::{mismatched, text};
 use crate::broker::{now_ms, Broker};
-use crate::dispatch::Reply;
+use crate::dispatch::{Reply, RequestContext};
 use crate::error::BrokerError;
 use crate::replica::Partition;
 
@@ -34,7 +32,7 @@ enum Outcome {
     },
 }
 
-pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -> Reply {
+pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::Produce(req) = body else {
         return mismatched("Produce");
     };
@@ -76,6 +74,16 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -
                 Some(n) => broker.replicas.partition(n, index),
                 None => None,
             };
+            if name
+                .as_deref()
+                .is_some_and(|n| super::metadata::INTERNAL_TOPICS.contains(&n))
+            {
+                outcomes.push(fail(
+                    ResponseError::InvalidTopicException,
+                    "clients cannot write to internal topics".into(),
+                ));
+                continue;
+            }
             let Some(partition) = partition else {
                 let error = if by_id && name.is_none() {
                     ResponseError::UnknownTopicId

@@ -42,7 +42,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_REQUESTS);
     let read_side = async {
-        if let Err(reason) = read_requests(&broker, &mut reader, &tx).await {
+        if let Err(reason) = read_requests(&broker, &mut reader, &tx, peer).await {
             tracing::warn!(%peer, %reason, "closing connection");
         }
         drop(tx);
@@ -108,6 +108,7 @@ async fn read_requests(
     broker: &Arc<Broker>,
     reader: &mut (impl AsyncRead + Unpin),
     tx: &mpsc::Sender<Pending>,
+    peer: SocketAddr,
 ) -> Result<(), String> {
     let idle = Duration::from_millis(broker.node.connections_max_idle_ms);
     loop {
@@ -163,7 +164,11 @@ async fn read_requests(
         } else {
             let request = codec::decode_request(body, api.key, preamble.api_version)
                 .map_err(|e| e.to_string())?;
-            let reply = (api.handler)(broker, &request.header, request.body);
+            let context = dispatch::RequestContext {
+                header: request.header,
+                peer,
+            };
+            let reply = (api.handler)(broker, &context, request.body);
             if let Reply::Close(reason) = reply {
                 return Err(reason);
             }

@@ -1,0 +1,49 @@
+//! LeaveGroup: one member (v0-v2) or a batch of members by id or instance id (v3+).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{LeaveGroupResponse, RequestKind, ResponseKind};
+
+use super::{mismatched, text};
+use crate::broker::Broker;
+use crate::dispatch::{Reply, RequestContext};
+
+pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) -> Reply {
+    let RequestKind::LeaveGroup(req) = body else {
+        return mismatched("LeaveGroup");
+    };
+    let batched = header.request_api_version >= 3;
+    let leaving: Vec<(String, Option<String>)> = if batched {
+        req.members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|s| s.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    let response = match broker.groups.leave(broker, &req.group_id.0, &leaving) {
+        Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
+        Ok(codes) if batched => LeaveGroupResponse::default().with_members(
+            leaving
+                .into_iter()
+                .zip(codes)
+                .map(|((id, instance), code)| {
+                    MemberResponse::default()
+                        .with_member_id(text(id))
+                        .with_group_instance_id(instance.map(text))
+                        .with_error_code(code)
+                })
+                .collect(),
+        ),
+        Ok(codes) => {
+            LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0))
+        }
+    };
+    Reply::Now(ResponseKind::LeaveGroup(response))
+}

@@ -1,0 +1,41 @@
+//! ListGroups: every group with its protocol type, state (v4+) and type (v5+), filtered by
+//! state and type when asked.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsResponse, RequestKind, ResponseKind};
+
+use super::{mismatched, text};
+use crate::broker::Broker;
+use crate::dispatch::{Reply, RequestContext};
+
+/// Every group here speaks the classic protocol.
+const GROUP_TYPE_CLASSIC: &str = "classic";
+
+pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
+    let RequestKind::ListGroups(req) = body else {
+        return mismatched("ListGroups");
+    };
+    // Kafka compares states and types case-insensitively.
+    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
+    let mut listed: Vec<ListedGroup> = broker.groups.with_groups(|groups| {
+        groups
+            .values()
+            .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
+            .filter(|_| types.is_empty() || types.iter().any(|t| t == GROUP_TYPE_CLASSIC))
+            .map(|g| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(text(g.id.clone())))
+                    .with_protocol_type(text(g.protocol_type.clone().unwrap_or_default()))
+                    .with_group_state(text(g.state.name()))
+                    .with_group_type(text(GROUP_TYPE_CLASSIC))
+            })
+            .collect()
+    });
+    listed.sort_by(|a, b| a.group_id.0.as_str().cmp(b.group_id.0.as_str()));
+    Reply::Now(ResponseKind::ListGroups(
+        ListGroupsResponse::default().with_groups(listed),
+    ))
+}
