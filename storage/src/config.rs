@@ -3,9 +3,34 @@
 use crate::error::StorageError;
 pub use isthmus_protocol::batch::TimestampType;
 
+/// `cleanup.policy`: what removes old data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// Retention by time and size (`delete`).
+    #[default]
+    Delete,
+    /// Log compaction only: keep the latest record per key, never delete by age or size.
+    Compact,
+    /// Both (`compact,delete`): compaction plus retention by time and size.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether `retention.ms` / `retention.bytes` apply.
+    pub fn deletes(self) -> bool {
+        matches!(self, Self::Delete | Self::CompactDelete)
+    }
+
+    /// Whether the log is compacted (and so refuses records without a key).
+    pub fn compacts(self) -> bool {
+        matches!(self, Self::Compact | Self::CompactDelete)
+    }
+}
+
 /// Topic-level log configuration. Fields are public so the broker can build it from
 /// `segment.bytes`, `retention.ms`, … and change it at runtime with [`crate::Log::set_config`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Not `Eq`: `min.cleanable.dirty.ratio` is a float, as in Kafka.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when the active segment would grow past this.
     pub segment_bytes: u64,
@@ -26,6 +51,20 @@ pub struct LogConfig {
     /// `file.delete.delay.ms`: kept for config compatibility. Segments are unlinked at once
     /// because live memory maps keep unlinked files readable, so there is nothing to wait for.
     pub file_delete_delay_ms: u64,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long a tombstone outlives the cleaning that first kept it.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: records younger than this are not compacted yet.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: dirty data older than this is cleaned whatever the ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: clean once dirty bytes exceed this share of the log.
+    pub min_cleanable_dirty_ratio: f64,
+    /// Memory for one cleaning pass's key → offset map (Kafka's broker-wide
+    /// `log.cleaner.dedupe.buffer.size`). Counted as key bytes plus a fixed overhead per
+    /// key; a dirty section with more keys is cleaned in several passes.
+    pub cleaner_dedupe_buffer_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -41,6 +80,12 @@ impl Default for LogConfig {
             segment_index_bytes: 10 << 20,
             message_timestamp_type: TimestampType::CreateTime,
             file_delete_delay_ms: 60_000,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: DAY_MS as i64,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
+            cleaner_dedupe_buffer_bytes: 128 << 20,
         }
     }
 }
@@ -70,6 +115,20 @@ impl LogConfig {
         if self.max_message_bytes == 0 {
             return Err(StorageError::InvalidConfig(
                 "max.message.bytes must be positive".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return Err(StorageError::InvalidConfig(format!(
+                "min.cleanable.dirty.ratio {} must be between 0 and 1",
+                self.min_cleanable_dirty_ratio
+            )));
+        }
+        if self.delete_retention_ms < 0
+            || self.min_compaction_lag_ms < 0
+            || self.max_compaction_lag_ms < 1
+        {
+            return Err(StorageError::InvalidConfig(
+                "delete.retention.ms and min.compaction.lag.ms must be at least 0, max.compaction.lag.ms at least 1".into(),
             ));
         }
         if self.segment_ms == Some(0) {

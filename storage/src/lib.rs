@@ -2,6 +2,10 @@
 //!
 //! # Parts
 //! - [`Log`] (`log.rs`): the partition log and its public API.
+//! - `log/cleaner.rs`: log compaction ([`Log::cleanable`], [`Log::clean`]), its
+//!   crash-safe segment swap and the cleaner checkpoint.
+//! - `records.rs`: records inside batches: decompression, parsing, rebuilding a batch
+//!   from some of its records, the compacted-topic key check.
 //! - `segment.rs`: one `.log` file with its indexes; preallocation, sealing, recovery scans.
 //! - `index.rs`: the sparse `.index` (offset → position) and `.timeindex` (time → offset).
 //! - `epoch.rs`: the leader-epoch cache (`leader-epoch-checkpoint`).
@@ -18,6 +22,10 @@
 //! - `leader-epoch-checkpoint`: Kafka's text format.
 //! - `<offset:020>.snapshot`: producer state as of that offset (own format, CRC32C).
 //! - `partition.checkpoint`: log start offset and recovery point (own format, CRC32C).
+//! - `cleaner.checkpoint`: end of the compacted section and the next tombstone delete
+//!   horizon (own format, CRC32C).
+//! - `cleaner-swap` and `<base>.log.cleaned`: a compaction pass in progress; see
+//!   `log/cleaner.rs` for the recovery rules.
 //!
 //! # API
 //! ```text
@@ -29,6 +37,8 @@
 //! log.unflushed() -> Option<FlushJob>;  job.sync();  log.mark_flushed(&job)
 //! log.unflushed_messages() -> u64;  log.checkpoint()
 //! log.apply_retention(now_ms, high_watermark) -> Result<usize>
+//! log.cleanable(now_ms, first_uncleanable) -> Result<Option<Cleanable>>
+//! log.clean(now_ms, first_uncleanable) -> Result<CleanStats>
 //! log.delete_records_before(offset) -> Result<i64>
 //! log.truncate_to(offset);  log.truncate_fully_and_start_at(offset);  log.roll(now_ms)
 //! log.offset_for_timestamp(ts) / max_timestamp() -> Option<(offset, ts)>
@@ -63,10 +73,14 @@ mod index;
 mod log;
 mod mmap;
 mod producer;
+mod records;
 mod segment;
 
-pub use config::{LogConfig, TimestampType};
+pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use epoch::EpochEntry;
 pub use error::StorageError;
+pub use log::cleaner::{
+    CleanReason, CleanStats, Cleanable, CrashPoint, CLEANER_CHECKPOINT_FILE, CLEANER_SWAP_FILE,
+};
 pub use log::{AppendOutcome, FlushJob, Log, ReadResult, PARTITION_CHECKPOINT_FILE};
 pub use producer::{BatchMetadata, ProducerStateEntry, PRODUCER_BATCHES_RETAINED};

@@ -1,5 +1,7 @@
 //! [`Log`]: one partition's log on disk.
 
+pub(crate) mod cleaner;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -159,6 +161,8 @@ impl Log {
     pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool) -> Result<Log, StorageError> {
         config.validate()?;
         std::fs::create_dir_all(dir).at(dir)?;
+        // Before anything reads segment files: a committed compaction swap is finished.
+        cleaner::recover(dir)?;
         let now_ms = now_wall_ms();
         let mut log_bases = Vec::new();
         let mut index_files = Vec::new();
@@ -181,7 +185,7 @@ impl Log {
             } else if name.ends_with(".swap") {
                 tracing::warn!(
                     file = name,
-                    "ignoring .swap file (compaction is not supported yet)"
+                    "ignoring .swap file (Isthmus's cleaner commits with cleaner-swap)"
                 );
             }
         }
@@ -495,7 +499,11 @@ impl Log {
                     "transactional batch without a producer id".into(),
                 ));
             }
-            let fix = match batch::validate_records(&records[info.range()])? {
+            let summary = batch::validate_records(&records[info.range()])?;
+            if self.config.cleanup_policy.compacts() {
+                crate::records::require_keys(&records[info.range()], h, summary.as_ref())?;
+            }
+            let fix = match summary {
                 Some(s)
                     if s.max_timestamp != h.max_timestamp
                         || h.timestamp_type() != TimestampType::CreateTime =>
@@ -942,12 +950,13 @@ impl Log {
         high_watermark: i64,
     ) -> Result<usize, StorageError> {
         let mut deleted = self.delete_segments_below_start(high_watermark, now_ms)?;
-        if let Some(ms) = self.config.retention_ms() {
+        let deletes = self.config.cleanup_policy.deletes();
+        if let Some(ms) = self.config.retention_ms().filter(|_| deletes) {
             deleted += self.delete_oldest_while(high_watermark, now_ms, |seg| {
                 now_ms.saturating_sub(seg.largest_timestamp()) > ms
             })?;
         }
-        if let Some(limit) = self.config.retention_bytes() {
+        if let Some(limit) = self.config.retention_bytes().filter(|_| deletes) {
             let mut excess = self.size_bytes() as i64 - limit;
             deleted += self.delete_oldest_while(high_watermark, now_ms, |seg| {
                 if excess - seg.size as i64 >= 0 {
@@ -1125,6 +1134,7 @@ impl Log {
             self.epochs.persist()?;
         }
         self.reload_producer_state()?;
+        cleaner::on_truncation(&self.dir, new_end)?;
         self.checkpoint()
     }
 
