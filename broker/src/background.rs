@@ -1,6 +1,6 @@
 //! Periodic work: retention by time and size, and recovery-point checkpoints (so a restart
-//! after a crash rescans only what was written since the last one), group timeouts and
-//! expiry of committed offsets.
+//! after a crash rescans only what was written since the last one), group timeouts,
+//! expiry of committed offsets and log compaction.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,14 @@ pub async fn run(broker: Arc<Broker>) {
     let mut retention = ticker(broker.node.retention_check_interval_ms);
     let mut checkpoint = ticker(CHECKPOINT_INTERVAL_MS);
     let mut groups = ticker(GROUP_TICK_MS);
+    let cleaner_enabled = broker.node.settings.bool("log.cleaner.enable");
+    let mut cleaner = ticker(
+        broker
+            .node
+            .settings
+            .i64("log.cleaner.backoff.ms")
+            .unwrap_or(15_000) as u64,
+    );
     let mut offsets_expiry = ticker(
         broker
             .node
@@ -31,6 +39,7 @@ pub async fn run(broker: Arc<Broker>) {
             _ = retention.tick() => blocking(&broker, apply_retention).await,
             _ = checkpoint.tick() => blocking(&broker, write_checkpoints).await,
             _ = groups.tick() => broker.groups.tick(&broker),
+            _ = cleaner.tick(), if cleaner_enabled => blocking(&broker, compact).await,
             _ = offsets_expiry.tick() => blocking(&broker, |b| b.groups.expire_offsets(b)).await,
         }
     }
@@ -70,6 +79,38 @@ fn apply_retention(broker: &Broker) {
                 Err(e) => {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed")
                 }
+            }
+        }
+    }
+}
+
+/// One pass of the log cleaner over every compacted partition that needs it. Cleaning holds
+/// the partition's lock, so appends to that partition wait for the pass.
+fn compact(broker: &Broker) {
+    let now = now_ms();
+    for p in broker.replicas.all_partitions() {
+        if !p.settings().log.cleanup_policy.compacts() {
+            continue;
+        }
+        let hw = p.high_watermark();
+        let result = p.with_log(|log| {
+            if log.cleanable(now, hw)?.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(log.clean(now, hw)?))
+        });
+        match result {
+            Ok(None) => {}
+            Ok(Some(stats)) => tracing::info!(
+                topic = %p.topic,
+                partition = p.index,
+                records_removed = stats.records_removed,
+                tombstones_removed = stats.tombstones_removed,
+                cleaned_up_to = stats.cleaned_up_to,
+                "compacted"
+            ),
+            Err(e) => {
+                tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "compaction failed")
             }
         }
     }

@@ -28,6 +28,8 @@ fn consumer(bootstrap: &str, group: &str, assignor: &str) -> BaseConsumer {
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
+        // Bounds how long a join phase can wait for a member that stopped polling.
+        .set("max.poll.interval.ms", "10000")
         .create()
         .expect("consumer");
     c.subscribe(&["grouped"]).expect("subscribe");
@@ -136,9 +138,11 @@ fn run(assignor: &str) {
         poll_all(&[&a, &b, &c], &mut seen);
     }
 
-    // A member leaves cleanly: the other two take over all partitions.
-    drop(c);
+    // A member leaves cleanly: the other two take over all partitions. Closing waits for
+    // the group, so it runs on its own thread while the others keep polling.
+    let closing = std::thread::spawn(move || drop(c));
     await_balanced(&[&a, &b], &mut seen, "after a member left");
+    closing.join().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < RECORDS * 2 / 3 {
         assert!(
@@ -148,8 +152,13 @@ fn run(assignor: &str) {
         );
         poll_all(&[&a, &b], &mut seen);
     }
-    drop(a);
-    drop(b);
+    let closing = [
+        std::thread::spawn(move || drop(a)),
+        std::thread::spawn(move || drop(b)),
+    ];
+    for t in closing {
+        t.join().unwrap();
+    }
 
     // A new member resumes from the committed offsets.
     let d = consumer(&bootstrap, &group, assignor);

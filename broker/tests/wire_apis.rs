@@ -347,11 +347,15 @@ fn admin_requests_validate_only_ids_and_dynamic_configs() {
         &[("cleanup.policy", "compact")],
         false,
     );
-    assert_eq!(
-        r.error_code,
-        ResponseError::InvalidConfig.code(),
-        "compaction is not implemented yet"
+    assert_eq!(r.error_code, 0, "compacted topics are supported");
+    let r = create(
+        &mut w,
+        "bad-ratio",
+        1,
+        &[("min.cleanable.dirty.ratio", "2")],
+        false,
     );
+    assert_eq!(r.error_code, ResponseError::InvalidConfig.code());
 
     // Topic ids: Metadata by id, DeleteTopics by id.
     let created = create(&mut w, "ids", 2, &[], false);

@@ -11,6 +11,7 @@ pub enum ValueKind {
     String,
     List,
     Choice(&'static [&'static str]),
+    Double { min: f64, max: f64 },
 }
 
 impl ValueKind {
@@ -22,6 +23,7 @@ impl ValueKind {
             ValueKind::Int { .. } => 3,
             ValueKind::Long { .. } => 5,
             ValueKind::List => 7,
+            ValueKind::Double { .. } => 6,
         }
     }
 }
@@ -215,7 +217,56 @@ pub static BROKER_SETTINGS: &[BrokerSetting] = &[
         kind: ValueKind::Choice(CLEANUP_POLICIES),
         default: Some("delete"),
         scope: Scope::Dynamic,
-        doc: "delete = retention by time and size. compact is not implemented yet and is refused (topic: cleanup.policy).",
+        doc: "delete = retention by time and size; compact = keep the latest record per key; or both (topic: cleanup.policy).",
+    },
+    BrokerSetting {
+        name: "log.cleaner.enable",
+        kind: ValueKind::Bool,
+        default: Some("true"),
+        scope: Scope::Node,
+        doc: "Run the log cleaner for compacted topics.",
+    },
+    BrokerSetting {
+        name: "log.cleaner.backoff.ms",
+        kind: POSITIVE_LONG,
+        default: Some("15000"),
+        scope: Scope::Node,
+        doc: "How often the cleaner looks for partitions to compact.",
+    },
+    BrokerSetting {
+        name: "log.cleaner.dedupe.buffer.size",
+        kind: ValueKind::Long { min: 1 << 20, max: i64::MAX },
+        default: Some("134217728"),
+        scope: Scope::Node,
+        doc: "Memory for the cleaner's key map per pass; larger dirty sections take several passes.",
+    },
+    BrokerSetting {
+        name: "log.cleaner.delete.retention.ms",
+        kind: LONG_OR_UNLIMITED,
+        default: Some("86400000"),
+        scope: Scope::Dynamic,
+        doc: "How long tombstones stay readable after compaction (topic: delete.retention.ms).",
+    },
+    BrokerSetting {
+        name: "log.cleaner.min.compaction.lag.ms",
+        kind: ValueKind::Long { min: 0, max: i64::MAX },
+        default: Some("0"),
+        scope: Scope::Dynamic,
+        doc: "Records younger than this are not compacted (topic: min.compaction.lag.ms).",
+    },
+    BrokerSetting {
+        name: "log.cleaner.max.compaction.lag.ms",
+        kind: POSITIVE_LONG,
+        default: Some("9223372036854775807"),
+        scope: Scope::Dynamic,
+        doc: "Records older than this are compacted whatever the dirty ratio (topic: max.compaction.lag.ms).",
+    },
+    BrokerSetting {
+        name: "log.cleaner.min.cleanable.ratio",
+        kind: ValueKind::Double { min: 0.0, max: 1.0 },
+        default: Some("0.5"),
+        scope: Scope::Dynamic,
+        doc: "Compact a partition once this share of it is dirty (topic: min.cleanable.dirty.ratio).",
     },
     BrokerSetting {
         name: "min.insync.replicas",
@@ -310,7 +361,7 @@ pub static TOPIC_SETTINGS: &[TopicSetting] = &[
         name: "cleanup.policy",
         broker_default: "log.cleanup.policy",
         kind: ValueKind::Choice(CLEANUP_POLICIES),
-        doc: "delete (compaction is not implemented yet)",
+        doc: "delete, compact, or compact,delete",
     },
     TopicSetting {
         name: "retention.ms",
@@ -382,6 +433,33 @@ pub static TOPIC_SETTINGS: &[TopicSetting] = &[
         doc: "Preallocated index size",
     },
     TopicSetting {
+        name: "delete.retention.ms",
+        broker_default: "log.cleaner.delete.retention.ms",
+        kind: LONG_OR_UNLIMITED,
+        doc: "How long tombstones survive compaction",
+    },
+    TopicSetting {
+        name: "min.compaction.lag.ms",
+        broker_default: "log.cleaner.min.compaction.lag.ms",
+        kind: ValueKind::Long {
+            min: 0,
+            max: i64::MAX,
+        },
+        doc: "Records younger than this are not compacted",
+    },
+    TopicSetting {
+        name: "max.compaction.lag.ms",
+        broker_default: "log.cleaner.max.compaction.lag.ms",
+        kind: POSITIVE_LONG,
+        doc: "Records older than this are compacted regardless of the dirty ratio",
+    },
+    TopicSetting {
+        name: "min.cleanable.dirty.ratio",
+        broker_default: "log.cleaner.min.cleanable.ratio",
+        kind: ValueKind::Double { min: 0.0, max: 1.0 },
+        doc: "Share of dirty bytes that triggers compaction",
+    },
+    TopicSetting {
         name: "min.insync.replicas",
         broker_default: "min.insync.replicas",
         kind: POSITIVE_I32,
@@ -417,6 +495,10 @@ pub fn validate(kind: &ValueKind, value: &str) -> Result<(), String> {
             }
         }
         ValueKind::String | ValueKind::List => Ok(()),
+        ValueKind::Double { min, max } => match value.trim().parse::<f64>() {
+            Ok(v) if v >= *min && v <= *max => Ok(()),
+            _ => Err(format!("expected a number from {min} to {max}")),
+        },
         ValueKind::Choice(choices) => {
             if choices.contains(&value) {
                 Ok(())

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use isthmus_storage::{LogConfig, TimestampType};
+use isthmus_storage::{CleanupPolicy, LogConfig, TimestampType};
 
 use super::defs::{topic_setting, validate, TOPIC_SETTINGS};
 use super::Settings;
@@ -37,9 +37,6 @@ pub fn validate_overrides<'a>(
         let Some(value) = value else { continue };
         validate(&setting.kind, value)
             .map_err(|e| format!("invalid value '{value}' for {name}: {e}"))?;
-        if name == "cleanup.policy" && value.contains("compact") {
-            return Err("cleanup.policy=compact is not implemented yet; use delete".into());
-        }
     }
     Ok(())
 }
@@ -83,6 +80,31 @@ impl TopicSettings {
             Some(("LogAppendTime", _)) => TimestampType::LogAppendTime,
             _ => TimestampType::CreateTime,
         };
+        log.cleanup_policy =
+            match effective("cleanup.policy", overrides, broker).map(|(v, _)| v.replace(' ', "")) {
+                Some(p) if p == "compact" => CleanupPolicy::Compact,
+                Some(p) if p == "compact,delete" || p == "delete,compact" => {
+                    CleanupPolicy::CompactDelete
+                }
+                _ => CleanupPolicy::Delete,
+            };
+        if let Some(v) = num("delete.retention.ms") {
+            log.delete_retention_ms = if v < 0 { i64::MAX } else { v };
+        }
+        if let Some(v) = num("min.compaction.lag.ms") {
+            log.min_compaction_lag_ms = v;
+        }
+        if let Some(v) = num("max.compaction.lag.ms") {
+            log.max_compaction_lag_ms = v;
+        }
+        if let Some(v) = effective("min.cleanable.dirty.ratio", overrides, broker)
+            .and_then(|(v, _)| v.trim().parse::<f64>().ok())
+        {
+            log.min_cleanable_dirty_ratio = v;
+        }
+        if let Some(v) = broker.i64("log.cleaner.dedupe.buffer.size") {
+            log.cleaner_dedupe_buffer_bytes = v as u64;
+        }
         let messages = num("flush.messages").map(|v| v as u64);
         let ms = num("flush.ms").map(|v| v as u64);
         let flush = if messages.is_none() && ms.is_none() {
@@ -149,9 +171,8 @@ mod tests {
         assert!(validate_overrides([("no.such.config", Some("1"))])
             .unwrap_err()
             .contains("unknown"));
-        assert!(validate_overrides([("cleanup.policy", Some("compact"))])
-            .unwrap_err()
-            .contains("not implemented"));
+        assert!(validate_overrides([("cleanup.policy", Some("compact"))]).is_ok());
+        assert!(validate_overrides([("min.cleanable.dirty.ratio", Some("1.5"))]).is_err());
         assert!(validate_overrides([("retention.ms", Some("1000"))]).is_ok());
     }
 }

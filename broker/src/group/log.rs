@@ -20,7 +20,9 @@ const LOAD_READ_BYTES: usize = 8 << 20;
 
 /// Creates the internal topic if it does not exist yet.
 pub fn ensure_topic(broker: &Broker) -> Result<(), BrokerError> {
-    if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
+    // Checked on the replicas, not the image: the image names a topic before its logs are
+    // open, and a concurrent creator finishes under the admin lock before we get it.
+    if broker.replicas.topic(OFFSETS_TOPIC).is_some() {
         return Ok(());
     }
     let mut configs = BTreeMap::new();
@@ -28,9 +30,8 @@ pub fn ensure_topic(broker: &Broker) -> Result<(), BrokerError> {
         "segment.bytes".to_string(),
         OFFSETS_SEGMENT_BYTES.to_string(),
     );
-    // Offsets are kept until deleted or expired by the coordinator; compaction of this topic
-    // comes with the log cleaner.
-    configs.insert("retention.ms".to_string(), "-1".to_string());
+    // Kafka's internal-topic setting: only the latest record per group and partition matters.
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
     let new = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: broker.groups.config.offsets_partitions,

@@ -361,15 +361,6 @@ fn apply(
                 }
                 edit(&mut dynamic, key, *op, value.as_deref(), &setting.kind)?;
             }
-            if dynamic
-                .get("log.cleanup.policy")
-                .is_some_and(|v| v.contains("compact"))
-            {
-                return Err(kafka(
-                    ResponseError::InvalidConfig,
-                    "log.cleanup.policy=compact is not implemented yet; use delete",
-                ));
-            }
             // Every topic must still have settings its log accepts under the new defaults.
             let candidate = broker.settings_with_dynamic(&dynamic);
             for record in broker.metadata.image().topics.values() {
