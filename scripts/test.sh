@@ -33,6 +33,9 @@ cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "README's run command starts the broker (cargo run -- --version)"
+cargo run -q -- --version | grep -q '^isthmus '
+
 step "doc tests (cargo test --workspace --doc)"
 cargo test --workspace --doc
 

@@ -14,7 +14,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
-use wire::{batch, Wire};
+use wire::{batch, produce, Wire};
 
 fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -42,27 +42,6 @@ fn create_topic(w: &mut Wire, name: &str, partitions: i32) -> i16 {
             .with_timeout_ms(5000),
     );
     r.topics[0].error_code
-}
-
-fn produce(
-    w: &mut Wire,
-    topic: &str,
-    partition: i32,
-    records: bytes::Bytes,
-    acks: i16,
-) -> produce_response::PartitionProduceResponse {
-    let r = w.call(
-        9,
-        &ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(records))])]),
-    );
-    r.responses[0].partition_responses[0].clone()
 }
 
 fn code(e: ResponseError) -> i16 {

@@ -9,13 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::TestBroker;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiVersionsRequest, CreateTopicsRequest, ProduceRequest, TopicName,
-};
+use kafka_protocol::messages::{ApiVersionsRequest, CreateTopicsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
-use wire::{batch, Wire};
+use wire::{batch, produce, Wire};
 
 fn isthmus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_isthmus"))
@@ -105,18 +102,14 @@ fn sigterm_shuts_down_cleanly_and_restart_needs_no_recovery() {
     );
     assert_eq!(created.topics[0].error_code, 0);
     for _ in 0..3 {
-        let r = w.call(
-            9,
-            &ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(5000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(topic.clone())
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch(100, -1, -1, -1, Compression::Lz4)))])]),
+        let r = produce(
+            &mut w,
+            topic.0.as_str(),
+            0,
+            batch(100, -1, -1, -1, Compression::Lz4),
+            -1,
         );
-        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        assert_eq!(r.error_code, 0);
     }
     drop(w);
     let status = broker.terminate();
@@ -241,18 +234,14 @@ fn reordered_log_dirs_keep_every_partition_and_strays_are_set_aside() {
     );
     assert_eq!(created.topics[0].error_code, 0);
     for partition in 0..4 {
-        let r = w.call(
-            9,
-            &ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(5000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(topic.clone())
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch(10, -1, -1, -1, Compression::None)))])]),
+        let r = produce(
+            &mut w,
+            topic.0.as_str(),
+            partition,
+            batch(10, -1, -1, -1, Compression::None),
+            -1,
         );
-        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        assert_eq!(r.error_code, 0);
     }
     drop(w);
     stop(child);
@@ -269,18 +258,14 @@ fn reordered_log_dirs_keep_every_partition_and_strays_are_set_aside() {
     let child = start(format!("{},{},{}", c.display(), b.display(), a.display()));
     let mut w = Wire::connect(&format!("127.0.0.1:{port}"));
     for partition in 0..4 {
-        let r = w.call(
-            9,
-            &ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(5000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(topic.clone())
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch(1, -1, -1, -1, Compression::None)))])]),
+        let r = produce(
+            &mut w,
+            topic.0.as_str(),
+            partition,
+            batch(1, -1, -1, -1, Compression::None),
+            -1,
         );
-        let p = &r.responses[0].partition_responses[0];
+        let p = &r;
         assert_eq!(
             (p.error_code, p.base_offset),
             (0, 10),

@@ -71,18 +71,7 @@ fn create(
 }
 
 fn produce(w: &mut Wire, topic: &str, partition: i32, records: bytes::Bytes) -> i64 {
-    let r = w.call(
-        9,
-        &ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(records))])]),
-    );
-    let p = &r.responses[0].partition_responses[0];
+    let p = wire::produce(w, topic, partition, records, -1);
     assert_eq!(p.error_code, 0, "produce failed: {:?}", p.error_message);
     p.base_offset
 }

@@ -494,9 +494,11 @@ impl Log {
                     h.producer_id
                 )));
             }
-            if h.is_transactional() && !h.has_producer_id() {
+            if h.is_transactional() {
+                // Transactions (markers, LSO, aborted lists) are not implemented: a
+                // transactional batch would never be committed or aborted.
                 return Err(StorageError::InvalidRecord(
-                    "transactional batch without a producer id".into(),
+                    "transactional batches need transactions, which are not implemented yet".into(),
                 ));
             }
             let summary = batch::validate_records(&records[info.range()])?;

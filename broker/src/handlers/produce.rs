@@ -100,13 +100,6 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 ));
                 continue;
             };
-            if carries_transactional_batch(&records) {
-                outcomes.push(fail(
-                    ResponseError::InvalidRecord,
-                    "transactional batches need transactions, which are not implemented yet".into(),
-                ));
-                continue;
-            }
             let min_isr = partition.settings().min_insync_replicas;
             if acks == -1 && SINGLE_NODE_ISR_SIZE < min_isr {
                 outcomes.push(fail(
@@ -266,12 +259,4 @@ fn append_error(index: i32, e: &BrokerError) -> PartitionProduceResponse {
             .with_batch_index_error_message(Some(text(e.to_string())))];
     }
     response
-}
-
-/// True when a batch header has the transactional flag. Malformed input is left for the
-/// storage layer, which reports it precisely.
-fn carries_transactional_batch(records: &[u8]) -> bool {
-    isthmus_protocol::batch::batches(records, isthmus_protocol::batch::Validation::Stored)
-        .map_while(Result::ok)
-        .any(|b| b.header.is_transactional())
 }

@@ -96,6 +96,30 @@ impl Wire {
     }
 }
 
+/// Produces `records` to one partition (Produce v9) and returns that partition's answer.
+pub fn produce(
+    w: &mut Wire,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    let r = w.call(
+        9,
+        &ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records))])]),
+    );
+    r.responses[0].partition_responses[0].clone()
+}
+
 /// A v2 batch of `count` records with keys `k{i}`, idempotence fields as given.
 pub fn batch(
     count: usize,
