@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::load::Listener;
 use crate::config::{NodeConfig, Settings, Source};
 use crate::error::BrokerError;
+use crate::group::assignor::Assignor;
+use crate::group::consumer::ConsumerGroupConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::metadata::identity::{claim_log_dirs, LogDirLock};
 use crate::metadata::MetadataStore;
@@ -60,6 +62,19 @@ impl Broker {
             offsets_partitions: number("offsets.topic.num.partitions") as i32,
             metadata_max_bytes: number("offset.metadata.max.bytes") as usize,
             offsets_retention_ms: number("offsets.retention.minutes") * 60_000,
+            consumer_heartbeat_interval_ms: number("group.consumer.heartbeat.interval.ms") as i32,
+            consumer: ConsumerGroupConfig {
+                session_timeout: Duration::from_millis(
+                    number("group.consumer.session.timeout.ms") as u64
+                ),
+                max_size: number("group.consumer.max.size") as usize,
+                assignors: Assignor::parse_list(
+                    settings
+                        .get("group.consumer.assignors")
+                        .unwrap_or("uniform"),
+                )
+                .unwrap_or_else(|_| vec![Assignor::Uniform]),
+            },
         });
         Ok(Arc::new(Broker {
             node,

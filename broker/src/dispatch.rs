@@ -196,6 +196,16 @@ pub static APIS: &[Api] = &[
         versions: versions(0, 0),
         handler: handlers::offset_delete::handle,
     },
+    Api {
+        key: ApiKey::ConsumerGroupHeartbeat,
+        versions: versions(0, 1),
+        handler: handlers::consumer_group_heartbeat::handle,
+    },
+    Api {
+        key: ApiKey::ConsumerGroupDescribe,
+        versions: versions(0, 1),
+        handler: handlers::consumer_group_describe::handle,
+    },
 ];
 
 pub fn find(api_key: i16) -> Option<&'static Api> {

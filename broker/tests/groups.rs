@@ -1,7 +1,8 @@
 //! Consumer groups with librdkafka against the real `isthmus` process: members join and
 //! leave, every partition is owned by exactly one live member after each rebalance, and a
 //! new member resumes from the committed offsets with no record skipped or repeated. Run
-//! with the eager (range) and the cooperative-sticky assignors.
+//! with the eager (range) and the cooperative-sticky assignors, and with the consumer
+//! protocol of KIP-848 (`group.protocol=consumer`, assignment computed by the broker).
 
 mod common;
 
@@ -19,19 +20,29 @@ use rdkafka::ClientConfig;
 const PARTITIONS: i32 = 12;
 const RECORDS: usize = 1200;
 
+/// Stands for `group.protocol=consumer` (KIP-848) where an assignor name is expected: the
+/// broker assigns, with its default (uniform) assignor.
+const CONSUMER_PROTOCOL: &str = "consumer-protocol";
+
 fn consumer(bootstrap: &str, group: &str, assignor: &str) -> BaseConsumer {
-    let c: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
-        .set("partition.assignment.strategy", assignor)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
         // Bounds how long a join phase can wait for a member that stopped polling.
-        .set("max.poll.interval.ms", "10000")
-        .create()
-        .expect("consumer");
+        .set("max.poll.interval.ms", "10000");
+    if assignor == CONSUMER_PROTOCOL {
+        // Session and heartbeat timing come from the broker with this protocol.
+        config.set("group.protocol", "consumer");
+    } else {
+        config
+            .set("partition.assignment.strategy", assignor)
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500");
+    }
+    let c: BaseConsumer = config.create().expect("consumer");
     c.subscribe(&["grouped"]).expect("subscribe");
     c
 }
@@ -88,7 +99,11 @@ fn await_balanced(consumers: &[&BaseConsumer], seen: &mut HashMap<usize, usize>,
 }
 
 fn run(assignor: &str) {
-    let broker = TestBroker::start(&[("group.initial.rebalance.delay.ms", "0")]);
+    let broker = TestBroker::start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.consumer.heartbeat.interval.ms", "500"),
+        ("group.consumer.session.timeout.ms", "6000"),
+    ]);
     let bootstrap = broker.bootstrap();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -182,6 +197,13 @@ fn run(assignor: &str) {
         repeated.is_empty(),
         "records delivered more than once across rebalances: {repeated:?}"
     );
+    if assignor == CONSUMER_PROTOCOL {
+        let log = std::fs::read_to_string(broker.log_path()).unwrap();
+        assert!(
+            log.contains("group now speaks the consumer protocol"),
+            "the group never used ConsumerGroupHeartbeat"
+        );
+    }
 }
 
 #[test]
@@ -192,4 +214,9 @@ fn eager_range_assignor_keeps_every_partition_owned_once() {
 #[test]
 fn cooperative_sticky_assignor_keeps_every_partition_owned_once() {
     run("cooperative-sticky");
+}
+
+#[test]
+fn consumer_protocol_keeps_every_partition_owned_once() {
+    run(CONSUMER_PROTOCOL);
 }

@@ -219,6 +219,10 @@ impl NodeConfig {
                 ));
             }
         }
+        crate::group::assignor::Assignor::parse_list(
+            settings.get("group.consumer.assignors").unwrap_or(""),
+        )
+        .map_err(|e| format!("group.consumer.assignors: {e}"))?;
         let number = |name: &str| settings.i64(name).unwrap_or_default();
         Ok(NodeConfig {
             node_id: number("node.id") as i32,

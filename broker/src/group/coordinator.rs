@@ -14,10 +14,12 @@ use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use super::consumer::{ConsumerGroup, ConsumerGroupConfig, HeartbeatArgs, HeartbeatReply, Refusal};
 use super::log as offsets_log;
 use super::records::{CommittedOffset, GroupRecord, OffsetsRecord};
 use super::state::{Group, GroupState, JoinResult, Member, SyncResult};
 use crate::broker::{now_ms, Broker};
+use crate::metadata::store::Image;
 
 /// Group settings, Kafka's names and defaults.
 #[derive(Debug, Clone)]
@@ -34,6 +36,10 @@ pub struct GroupConfig {
     pub metadata_max_bytes: usize,
     /// offsets.retention.minutes, in ms
     pub offsets_retention_ms: i64,
+    /// group.consumer.heartbeat.interval.ms
+    pub consumer_heartbeat_interval_ms: i32,
+    /// group.consumer.session.timeout.ms, group.consumer.max.size, group.consumer.assignors
+    pub consumer: ConsumerGroupConfig,
 }
 
 /// A reply now, or a receiver that a later event completes.
@@ -163,6 +169,18 @@ impl GroupCoordinator {
                 ResponseError::CoordinatorNotAvailable,
                 &args.member_id,
             ));
+        }
+        if let Some(consumer) = &group.consumer {
+            if !consumer.members.is_empty() {
+                // Classic members cannot join a group that speaks the consumer protocol
+                // (Kafka's mixed groups are not supported).
+                return Pending::Now(join_error(
+                    ResponseError::InconsistentGroupProtocol,
+                    &args.member_id,
+                ));
+            }
+            tracing::info!(group = %group.id, "empty consumer-protocol group converted to classic");
+            group.consumer = None;
         }
         let type_clash = group
             .protocol_type
@@ -573,6 +591,14 @@ impl GroupCoordinator {
         let now = Instant::now();
         let mut groups = self.groups.lock();
         for group in groups.values_mut() {
+            if let Some(consumer) = group.consumer.as_mut() {
+                let was_empty = consumer.members.is_empty();
+                consumer.expire(now);
+                if !was_empty && consumer.members.is_empty() {
+                    group.state_since_ms = now_ms();
+                }
+                continue;
+            }
             group.pending.retain(|_, deadline| *deadline > now);
             let expired: Vec<String> = group
                 .members
@@ -598,6 +624,86 @@ impl GroupCoordinator {
         }
     }
 
+    /// One ConsumerGroupHeartbeat (KIP-848): join, heartbeat or leave. A group that does not
+    /// exist, or an empty classic group, becomes a consumer-protocol group on a join.
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        args: HeartbeatArgs,
+        image: &Image,
+    ) -> Result<HeartbeatReply, Refusal> {
+        let now = Instant::now();
+        let mut groups = self.groups.lock();
+        let joining = args.member_epoch == 0;
+        let unknown = || {
+            Err((
+                ResponseError::UnknownMemberId,
+                format!("member {} is not in group {group_id}", args.member_id),
+            ))
+        };
+        let group = match groups.get_mut(group_id) {
+            Some(g) => g,
+            None if joining => groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id, now_ms())),
+            // Members are not persisted: after a restart they are unknown and rejoin.
+            None => return unknown(),
+        };
+        if group.consumer.is_none() {
+            if !group.members.is_empty() {
+                return Err((
+                    ResponseError::GroupIdNotFound,
+                    format!("group {group_id} is a classic group with active members"),
+                ));
+            }
+            if !joining {
+                return unknown();
+            }
+            tracing::info!(group = %group_id, "group now speaks the consumer protocol");
+            group.consumer = Some(ConsumerGroup::new());
+            group.protocol_type = None;
+            group.protocol = None;
+        }
+        let consumer = group.consumer.as_mut().expect("consumer group");
+        let was_empty = consumer.members.is_empty();
+        let reply = if args.member_epoch < 0 {
+            consumer
+                .leave(
+                    &args.member_id,
+                    args.instance_id.as_deref(),
+                    args.member_epoch,
+                )
+                .map(|epoch| HeartbeatReply {
+                    member_id: args.member_id.clone(),
+                    member_epoch: epoch,
+                    assignment: None,
+                })
+        } else {
+            consumer.heartbeat(args, image, &self.config.consumer, now)
+        };
+        if was_empty != consumer.members.is_empty() {
+            group.state_since_ms = now_ms();
+        }
+        reply
+    }
+
+    /// Checks an OffsetFetch that names a member (v9+) against a consumer-protocol group.
+    pub fn validate_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        let Some(member_id) = member_id.filter(|m| !m.is_empty()) else {
+            return Ok(());
+        };
+        let groups = self.groups.lock();
+        match groups.get(group_id).and_then(|g| g.consumer.as_ref()) {
+            Some(consumer) => check_consumer_member(consumer, member_id, member_epoch),
+            None => Ok(()),
+        }
+    }
+
     /// Checks a commit against the group as Kafka does; `Ok` means the offsets may be written.
     pub fn validate_commit(
         &self,
@@ -615,9 +721,12 @@ impl GroupCoordinator {
             }
             None => return Err(ResponseError::UnknownMemberId),
         };
-        if generation < 0 && member_id.is_empty() && group.members.is_empty() {
-            // A standalone consumer (assign mode) committing for itself.
+        if generation < 0 && member_id.is_empty() && group.is_empty() {
+            // A standalone consumer (assign mode) or an admin tool committing for itself.
             return Ok(());
+        }
+        if let Some(consumer) = &group.consumer {
+            return check_consumer_member(consumer, member_id, generation);
         }
         if group.state == GroupState::CompletingRebalance {
             return Err(ResponseError::RebalanceInProgress);
@@ -653,7 +762,7 @@ impl GroupCoordinator {
         let mut tombstones: Vec<(String, Vec<(String, i32)>)> = Vec::new();
         self.with_groups(|groups| {
             for g in groups.values_mut() {
-                if !g.members.is_empty() || g.state != GroupState::Empty {
+                if !g.is_empty() || g.state != GroupState::Empty {
                     continue;
                 }
                 let expired: Vec<(String, i32)> = g
@@ -683,6 +792,20 @@ impl GroupCoordinator {
                 tracing::info!(group = %group, offsets = keys.len(), "expired committed offsets");
             }
         }
+    }
+}
+
+/// A consumer-protocol member commits or fetches with its current epoch, else
+/// STALE_MEMBER_EPOCH (it must learn its new epoch from a heartbeat first).
+fn check_consumer_member(
+    consumer: &ConsumerGroup,
+    member_id: &str,
+    epoch: i32,
+) -> Result<(), ResponseError> {
+    match consumer.members.get(member_id) {
+        None => Err(ResponseError::UnknownMemberId),
+        Some(m) if m.epoch != epoch => Err(ResponseError::StaleMemberEpoch),
+        Some(_) => Ok(()),
     }
 }
 

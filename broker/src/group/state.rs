@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::consumer::ConsumerGroup;
 use super::records::CommittedOffset;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +105,9 @@ pub struct Group {
     /// Wall-clock time of the last state change, for offset expiry of empty groups.
     pub state_since_ms: i64,
     pub offsets: HashMap<(String, i32), CommittedOffset>,
+    /// Set while the group speaks the consumer protocol (KIP-848); the classic fields
+    /// above then stay empty.
+    pub consumer: Option<ConsumerGroup>,
     next_seq: u64,
 }
 
@@ -123,8 +127,31 @@ impl Group {
             initial_delay_until: None,
             state_since_ms: now_ms,
             offsets: HashMap::new(),
+            consumer: None,
             next_seq: 0,
         }
+    }
+
+    /// Kafka's group type: "consumer" for the consumer protocol, else "classic".
+    pub fn group_type(&self) -> &'static str {
+        if self.consumer.is_some() {
+            "consumer"
+        } else {
+            "classic"
+        }
+    }
+
+    /// The state name ListGroups reports, whichever protocol the group speaks.
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(c) => c.state_name(),
+            None => self.state.name(),
+        }
+    }
+
+    /// True when no member of either protocol is in the group.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
     }
 
     pub fn next_seq(&mut self) -> u64 {

@@ -22,7 +22,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
             let name = id.0.to_string();
             let removed = broker.groups.with_groups(|groups| match groups.get(&name) {
                 None => Err(ResponseError::GroupIdNotFound),
-                Some(g) if !g.members.is_empty() => Err(ResponseError::NonEmptyGroup),
+                Some(g) if !g.is_empty() => Err(ResponseError::NonEmptyGroup),
                 Some(_) => Ok(groups.remove(&name).map(|g| g.offsets.into_keys().collect::<Vec<_>>()).unwrap_or_default()),
             });
             let code = match removed {

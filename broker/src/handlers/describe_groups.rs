@@ -23,7 +23,9 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 let base = DescribedGroup::default()
                     .with_group_id(id.clone())
                     .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
-                match groups.get(id.0.as_str()) {
+                // A consumer-protocol group is described by ConsumerGroupDescribe; here it
+                // answers as Kafka's classic view does: not found.
+                match groups.get(id.0.as_str()).filter(|g| g.consumer.is_none()) {
                     // v6+ reports an unknown group as an error; before, as a Dead group.
                     None if version >= 6 => base
                         .with_error_code(ResponseError::GroupIdNotFound.code())

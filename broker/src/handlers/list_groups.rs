@@ -1,5 +1,5 @@
-//! ListGroups: every group with its protocol type, state (v4+) and type (v5+), filtered by
-//! state and type when asked.
+//! ListGroups: every group, classic or consumer protocol, with its protocol type, state (v4+)
+//! and type (v5+), filtered by state and type when asked.
 
 use std::sync::Arc;
 
@@ -9,9 +9,6 @@ use kafka_protocol::messages::{GroupId, ListGroupsResponse, RequestKind, Respons
 use super::{mismatched, text};
 use crate::broker::Broker;
 use crate::dispatch::{Reply, RequestContext};
-
-/// Every group here speaks the classic protocol.
-const GROUP_TYPE_CLASSIC: &str = "classic";
 
 pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind) -> Reply {
     let RequestKind::ListGroups(req) = body else {
@@ -23,14 +20,19 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
     let mut listed: Vec<ListedGroup> = broker.groups.with_groups(|groups| {
         groups
             .values()
-            .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
-            .filter(|_| types.is_empty() || types.iter().any(|t| t == GROUP_TYPE_CLASSIC))
+            .filter(|g| states.is_empty() || states.contains(&g.state_name().to_lowercase()))
+            .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type()))
             .map(|g| {
+                // Consumer-protocol groups report protocol type "consumer", as in Kafka.
+                let protocol_type = match &g.consumer {
+                    Some(_) => "consumer".to_string(),
+                    None => g.protocol_type.clone().unwrap_or_default(),
+                };
                 ListedGroup::default()
                     .with_group_id(GroupId(text(g.id.clone())))
-                    .with_protocol_type(text(g.protocol_type.clone().unwrap_or_default()))
-                    .with_group_state(text(g.state.name()))
-                    .with_group_type(text(GROUP_TYPE_CLASSIC))
+                    .with_protocol_type(text(protocol_type))
+                    .with_group_state(text(g.state_name()))
+                    .with_group_type(text(g.group_type()))
             })
             .collect()
     });

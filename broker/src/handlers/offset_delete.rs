@@ -28,6 +28,22 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
         let g = groups.get(&group)?;
         let protocol = g.protocol.clone().unwrap_or_default();
         let mut topics = HashSet::new();
+        if let Some(consumer) = &g.consumer {
+            for m in consumer.members.values() {
+                topics.extend(m.subscribed_names.iter().cloned());
+                if let Some((_, regex)) = &m.subscribed_regex {
+                    topics.extend(
+                        broker
+                            .metadata
+                            .image()
+                            .topics
+                            .keys()
+                            .filter(|t| regex.is_match(t))
+                            .cloned(),
+                    );
+                }
+            }
+        }
         if g.protocol_type.as_deref() == Some("consumer") {
             for m in g.members.values() {
                 let mut metadata = m.metadata_for(&protocol);

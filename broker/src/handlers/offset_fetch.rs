@@ -32,6 +32,16 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
             .groups
             .iter()
             .map(|g| {
+                // v9+: a consumer-protocol member fetches with its current epoch.
+                if let Err(e) = broker.groups.validate_fetch(
+                    &g.group_id.0,
+                    g.member_id.as_deref(),
+                    g.member_epoch,
+                ) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(e.code());
+                }
                 let wanted: Option<Vec<(String, Uuid, Vec<i32>)>> =
                     g.topics.as_ref().map(|topics| {
                         topics
