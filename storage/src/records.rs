@@ -369,6 +369,40 @@ mod tests {
         assert!(super::body(&gz, &gh).is_err());
     }
 
+    /// A batch `sample()`'s header with codec `codec` and body `body`.
+    fn with_body(codec: i16, body: &[u8]) -> Vec<u8> {
+        let mut b = sample()[..HEADER_SIZE].to_vec();
+        b[22] = (b[22] & !7) | codec as u8;
+        b.extend_from_slice(body);
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        // Raw snappy whose header claims 1 GiB: refused before anything is allocated.
+        let bomb = with_body(2, &[0x80, 0x80, 0x80, 0x80, 0x04, 0, 0, 0]);
+        let h = BatchHeader::parse(&bomb).unwrap();
+        let err = body(&bomb, &h).unwrap_err();
+        assert!(err.contains("claims"), "{err}");
+        // zstd that really inflates past the bound stops there.
+        use isthmus_protocol::kafka_protocol::compression::{
+            Compressor, Zstd, MAX_DECOMPRESSED_BYTES,
+        };
+        let mut compressed = Vec::new();
+        Zstd::compress(&mut compressed, |tmp: &mut bytes::BytesMut| {
+            tmp.resize(MAX_DECOMPRESSED_BYTES + 1, 0);
+            Ok(())
+        })
+        .unwrap();
+        assert!(compressed.len() < 64 << 10, "{}", compressed.len());
+        let bomb = with_body(4, &compressed);
+        let h = BatchHeader::parse(&bomb).unwrap();
+        let err = body(&bomb, &h).unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
+    }
+
     #[test]
     fn keyless_records_are_refused() {
         let b = sample();

@@ -6,6 +6,30 @@
 use crate::protocol::buf::{ByteBuf, ByteBufMut};
 use anyhow::Result;
 
+/// Isthmus patch: the most bytes one decompressed batch may take. Compressed input is at most
+/// a frame, but its claimed or actual output is not bounded by it (a few KiB of gzip or a
+/// snappy length header can claim gigabytes), so decompression stops with an error here.
+pub const MAX_DECOMPRESSED_BYTES: usize = 128 << 20;
+
+/// Isthmus patch: a writer that refuses to grow past [`MAX_DECOMPRESSED_BYTES`].
+pub(crate) struct BoundedWriter(pub(crate) bytes::BytesMut);
+
+impl std::io::Write for BoundedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.0.len().saturating_add(data.len()) > MAX_DECOMPRESSED_BYTES {
+            return Err(std::io::Error::other(format!(
+                "decompressed batch larger than {MAX_DECOMPRESSED_BYTES} bytes"
+            )));
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(feature = "gzip")]
 mod gzip;
 #[cfg(feature = "lz4")]

@@ -39,13 +39,11 @@ impl<B: ByteBuf> Decompressor<B> for Gzip {
     where
         F: FnOnce(&mut Self::Buf) -> Result<R>,
     {
-        let mut tmp = BytesMut::new();
-
-        // Decompress directly from the input buffer
-        let mut d = GzDecoder::new((&mut tmp).writer());
+        // Isthmus patch: output bounded by MAX_DECOMPRESSED_BYTES.
+        let mut d = GzDecoder::new(super::BoundedWriter(BytesMut::new()));
         d.write_all(&buf.copy_to_bytes(buf.remaining()))
             .context("Failed to decompress gzip")?;
-        d.finish().context("Failed to decompress gzip")?;
+        let tmp = d.finish().context("Failed to decompress gzip")?.0;
 
         f(&mut tmp.into())
     }

@@ -34,12 +34,13 @@ impl<B: ByteBuf> Decompressor<B> for Zstd {
     where
         F: FnOnce(&mut Self::Buf) -> Result<R>,
     {
-        let mut tmp = BytesMut::new().writer();
+        // Isthmus patch: output bounded by MAX_DECOMPRESSED_BYTES.
+        let mut tmp = super::BoundedWriter(BytesMut::new());
         // Allocate a temporary buffer to hold the uncompressed bytes
         let buf = buf.copy_to_bytes(buf.remaining());
         zstd::stream::copy_decode(buf.reader(), &mut tmp).context("Failed to decompress zstd")?;
 
-        f(&mut tmp.into_inner().into())
+        f(&mut tmp.0.into())
     }
 }
 
