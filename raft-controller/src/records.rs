@@ -160,3 +160,7 @@ pub struct ProducerIdsRecord {
     pub first_producer_id: i64,
     pub block_size: i64,
 }
+
+/// Bound on one proposal's encoding; keeps every log entry well inside one controller
+/// RPC frame (`network::FRAME_BYTES_MAX`) and the log's entry bound.
+pub const PROPOSAL_BYTES_MAX: usize = 4 * 1024 * 1024;

@@ -44,7 +44,7 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 /// A segment rolls once it is this large.
 pub const SEGMENT_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// Bound on one encoded log entry (a proposal's records).
-pub const ENTRY_BYTES_MAX: usize = 32 * 1024 * 1024;
+pub const ENTRY_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Bound on queued writes between openraft and the writer thread.
 const WRITER_QUEUE_DEPTH: usize = 1024;
 /// `len` + `crc32c`.
