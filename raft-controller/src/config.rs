@@ -292,6 +292,12 @@ pub fn format(
     atomic_write(dir, META_FILE, &bytes)
 }
 
+/// Whether `dir` holds a formatted controller (`meta.json`). The default single-node
+/// broker, its own only voter, may [`format`] an empty directory when this is false.
+pub fn is_formatted(dir: &Path) -> bool {
+    dir.join(META_FILE).is_file()
+}
+
 /// Reads `meta.json` and checks it against `config`.
 pub(crate) fn load_and_check_meta(
     config: &ControllerConfig,
@@ -428,7 +434,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let voters = parse_voters("1@127.0.0.1:1,2@127.0.0.1:2").unwrap();
         let d = dir.path().join("meta");
+        assert!(!is_formatted(&d));
         format(&d, "abc_DEF-1", 1, &voters).unwrap();
+        assert!(is_formatted(&d));
         let e = format(&d, "abc", 1, &voters).unwrap_err();
         assert!(
             matches!(e, ControllerError::DirectoryNotEmpty { .. }),

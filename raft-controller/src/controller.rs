@@ -55,6 +55,8 @@ pub struct QuorumStatus {
     pub applied_revision: u64,
     /// The newest snapshot's last index.
     pub snapshot_index: Option<u64>,
+    /// On the leader: milliseconds since a quorum last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
     /// The first index still in this node's log (entries before it were purged behind
     /// a snapshot).
     pub log_start_offset: u64,
@@ -95,6 +97,23 @@ impl Controller {
     /// listener, and joins (or on first start, forms) the quorum.
     pub async fn start(config: ControllerConfig) -> Result<Controller, ControllerError> {
         config.validate()?;
+        load_and_check_meta(&config)?;
+        let listener = std::net::TcpListener::bind(config.listen_addr).map_err(|e| {
+            ControllerError::Config(format!(
+                "cannot listen on {} for controller RPC: {e}",
+                config.listen_addr
+            ))
+        })?;
+        Self::start_with_listener(config, listener).await
+    }
+
+    /// [`Controller::start`] on an already bound listener (socket activation, tests that
+    /// must hold their ports); `config.listen_addr` is then only informational.
+    pub async fn start_with_listener(
+        config: ControllerConfig,
+        listener: std::net::TcpListener,
+    ) -> Result<Controller, ControllerError> {
+        config.validate()?;
         let meta = load_and_check_meta(&config)?;
         let dir = config.metadata_dir.clone();
         let (log, writer_exit) = LogStore::open(&dir.join("raft"))?;
@@ -113,12 +132,10 @@ impl Controller {
         .validate()
         .map_err(|e| ControllerError::Config(format!("raft settings: {e}")))?;
 
-        let listener = TcpListener::bind(config.listen_addr).await.map_err(|e| {
-            ControllerError::Config(format!(
-                "cannot listen on {} for controller RPC: {e}",
-                config.listen_addr
-            ))
-        })?;
+        let listener = listener
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(listener))
+            .map_err(|e| ControllerError::Config(format!("controller RPC listener: {e}")))?;
 
         let addrs: Arc<BTreeMap<NodeId, String>> =
             Arc::new(config.voters.iter().map(|v| (v.id, v.addr())).collect());
@@ -327,6 +344,7 @@ impl Controller {
             applied_revision: self.image().revision(),
             snapshot_index: m.snapshot.map(|l| l.index),
             log_start_offset: m.purged.map_or(0, |l| l.index + 1),
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
             voters,
         }
     }

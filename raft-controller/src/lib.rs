@@ -9,7 +9,7 @@ pub mod records;
 pub(crate) mod storage;
 pub mod types;
 
-pub use config::{format, parse_voters, ControllerConfig, Voter};
+pub use config::{format, is_formatted, parse_voters, ControllerConfig, Voter};
 pub use controller::{Controller, QuorumStatus, VoterStatus};
 pub use error::{ControllerError, RejectCode, Rejection};
 pub use image::MetadataImage;

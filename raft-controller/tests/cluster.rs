@@ -169,11 +169,20 @@ async fn lagging_node_gets_a_snapshot_after_the_leader_purged_its_log() {
 
     cluster.start(lagging).await;
     cluster.converge(last).await;
-    let st = cluster.node(lagging).quorum_status();
-    assert!(
-        st.snapshot_index.is_some_and(|s| s > stopped_at),
-        "the lagging node installed a snapshot: {st:?}"
-    );
+    // The image got there by a snapshot: metrics report it (they trail the image a
+    // little, so poll).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let st = cluster.node(lagging).quorum_status();
+        if st.snapshot_index.is_some_and(|s| s > stopped_at) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lagging node never reported an installed snapshot: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(cluster.node(lagging).image().topic_by_name("t29").is_some());
     // Its snapshot is on disk and it restarts from it.
     cluster.stop(lagging).await;

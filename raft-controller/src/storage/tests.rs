@@ -9,7 +9,7 @@ use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, RaftLogReader, RaftSnapshotBuilder};
 use tempfile::TempDir;
 
-use super::log::LogStore;
+use super::log::{LogStore, WriterExit};
 use super::state_machine::StateMachineStore;
 use crate::records::{MetadataProposal, MetadataRecord};
 use crate::types::{LogId, StorageError, TypeConfig, Vote};
@@ -57,14 +57,28 @@ async fn indexes(log: &mut LogStore) -> Vec<u64> {
 }
 
 async fn open(dir: &Path) -> LogStore {
-    LogStore::open(&dir.join("raft")).expect("open").0
+    let (log, exit) = LogStore::open(&dir.join("raft")).expect("open");
+    EXITS.lock().unwrap().push((dir.to_path_buf(), exit));
+    log
 }
 
-/// Drops the store and waits until its writer thread let go of the files.
+/// Writer-exit handles of the stores opened by `open`, so `close` can wait for them.
+static EXITS: std::sync::Mutex<Vec<(std::path::PathBuf, WriterExit)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Drops the store, waits until its writer thread has finished every queued write, and
+/// opens the directory again.
 async fn close(log: LogStore, dir: &Path) -> LogStore {
     drop(log);
-    // The writer exits once the queue closes; reopening right away is safe because
-    // every acknowledged write was already durable.
+    let exits: Vec<WriterExit> = {
+        let mut all = EXITS.lock().unwrap();
+        let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(d, _)| d == dir);
+        *all = rest;
+        mine.into_iter().map(|(_, e)| e).collect()
+    };
+    for e in exits {
+        e.wait().await;
+    }
     open(dir).await
 }
 
@@ -251,12 +265,11 @@ async fn vote_and_committed_persist() {
     let vote = Vote::new(7, 2);
     log.save_vote(&vote).await.unwrap();
     log.save_committed(Some(log_id(7, 3))).await.unwrap();
+    // save_committed is queued, not awaited; the writer drains its queue before it
+    // exits, and `close` waits for that.
     let mut log = close(log, dir.path()).await;
-    // save_committed is queued, not awaited; the writer drained it before exiting, but
-    // give the drop a moment to be observed by reopening again if needed.
     assert_eq!(log.read_vote().await.unwrap(), Some(vote));
-    let committed = log.read_committed().await.unwrap();
-    assert!(committed.is_none() || committed == Some(log_id(7, 3)));
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(7, 3)));
     let raw = fs::read_to_string(dir.path().join("raft/state.json")).unwrap();
     assert!(raw.contains("\"vote\""), "{raw}");
     assert!(!dir.path().join("raft/state.json.tmp").exists());

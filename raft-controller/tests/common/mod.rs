@@ -26,30 +26,65 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A port that was free a moment ago.
+/// Binds a listener on a loopback port below the ephemeral range (32768+), so no
+/// outgoing connection can take the port between a node's stop and its restart.
+pub fn bind_port() -> TcpListener {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Spread processes (nextest runs each test in its own) over the range.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id() % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
+}
+
+/// A port that is free now (for configs that never start).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    bind_port().local_addr().unwrap().port()
+}
+
+/// Binds `port` again for a restart (other tests may hold it for a moment).
+fn rebind(port: u16) -> TcpListener {
+    for _ in 0..100 {
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("port {port} stays taken");
 }
 
 pub struct TestCluster {
     pub root: TempDir,
     pub configs: Vec<ControllerConfig>,
     pub nodes: Vec<Option<Controller>>,
+    /// Listeners bound at format time, handed over at first start.
+    listeners: Vec<Option<TcpListener>>,
 }
 
 impl TestCluster {
     /// Formats `n` voters (ids 1..=n) on loopback; `tune` adjusts each config.
     pub fn format(n: u64, tune: impl Fn(&mut ControllerConfig)) -> TestCluster {
         let root = TempDir::new().unwrap();
-        let voters: Vec<Voter> = (1..=n)
-            .map(|id| Voter {
+        let listeners: Vec<TcpListener> = (1..=n).map(|_| bind_port()).collect();
+        let voters: Vec<Voter> = listeners
+            .iter()
+            .zip(1..)
+            .map(|(l, id)| Voter {
                 id,
                 host: "127.0.0.1".into(),
-                port: free_port(),
+                port: l.local_addr().unwrap().port(),
             })
             .collect();
         let configs = voters
@@ -73,20 +108,30 @@ impl TestCluster {
             root,
             configs,
             nodes,
+            listeners: listeners.into_iter().map(Some).collect(),
         }
     }
 
+    /// Starts every node; `start` returns without waiting for the others, so the
+    /// first election happens once they are all up.
     pub async fn start_all(&mut self) {
-        let futs = self.configs.iter().map(|c| Controller::start(c.clone()));
-        let started = futures_join_all(futs).await;
-        for (i, c) in started.into_iter().enumerate() {
-            self.nodes[i] = Some(c.unwrap());
+        for id in 1..=self.configs.len() as NodeId {
+            self.start(id).await;
         }
     }
 
     pub async fn start(&mut self, id: NodeId) {
         let i = (id - 1) as usize;
-        self.nodes[i] = Some(Controller::start(self.configs[i].clone()).await.unwrap());
+        let config = self.configs[i].clone();
+        let listener = match self.listeners[i].take() {
+            Some(l) => l,
+            None => rebind(config.listen_addr.port()),
+        };
+        self.nodes[i] = Some(
+            Controller::start_with_listener(config, listener)
+                .await
+                .unwrap(),
+        );
     }
 
     pub async fn stop(&mut self, id: NodeId) {
@@ -160,20 +205,6 @@ impl TestCluster {
             self.stop(id).await;
         }
     }
-}
-
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futs.collect();
-    let mut out = Vec::new();
-    // Start them concurrently: every voter must be listening for the first election.
-    let mut set = Vec::new();
-    for f in handles {
-        set.push(Box::pin(f));
-    }
-    for f in set {
-        out.push(f.await);
-    }
-    out
 }
 
 pub fn register(id: i32, rack: &str) -> MetadataRecord {
