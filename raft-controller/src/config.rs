@@ -1,5 +1,5 @@
 //! Controller node configuration, the voter list (`controller.quorum.voters`), and
-//! [`format`], which initialises a metadata directory.
+//! [`format()`], which initialises a metadata directory.
 //!
 //! `meta.json` (written by `format`, read by `start`):
 //! `{"version":1,"cluster_id":"…","node_id":1,"voters":[{"id":1,"host":"…","port":9093},…]}`
@@ -148,7 +148,7 @@ pub struct ControllerConfig {
     /// Where the controller RPC listener binds (may be `0.0.0.0:port`); peers reach this
     /// node at its voter address.
     pub listen_addr: SocketAddr,
-    /// `metadata.log.dir`: formatted by [`format`].
+    /// `metadata.log.dir`: formatted by [`format()`].
     pub metadata_dir: PathBuf,
     /// When set, must match the formatted cluster id.
     pub cluster_id: Option<String>,
@@ -293,7 +293,7 @@ pub fn format(
 }
 
 /// Whether `dir` holds a formatted controller (`meta.json`). The default single-node
-/// broker, its own only voter, may [`format`] an empty directory when this is false.
+/// broker, its own only voter, may [`format()`] an empty directory when this is false.
 pub fn is_formatted(dir: &Path) -> bool {
     dir.join(META_FILE).is_file()
 }

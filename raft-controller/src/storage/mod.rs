@@ -42,14 +42,25 @@ pub(crate) fn atomic_write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), C
     fsync_dir(dir)
 }
 
-/// Creates `dir` (and parents) and makes the creation durable.
+/// Creates `dir` (and missing parents) and makes each creation durable.
 pub(crate) fn create_dir_durable(dir: &Path) -> Result<(), ControllerError> {
-    if dir.is_dir() {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.as_os_str().is_empty() || d.is_dir() {
+            break;
+        }
+        missing.push(d);
+        cur = d.parent();
+    }
+    if missing.is_empty() {
         return Ok(());
     }
     fs::create_dir_all(dir).at(dir)?;
-    if let Some(parent) = dir.parent() {
-        fsync_dir(parent)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent)?;
+        }
     }
     Ok(())
 }
