@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
@@ -27,6 +27,9 @@ use crate::NodeId;
 
 /// Bound on idle pooled connections per peer for forwarded proposals.
 const FORWARD_POOL_MAX: usize = 4;
+/// Pooled forwarding connections idle longer than this are dropped (well under the
+/// server's idle timeout, so a pooled connection is rarely found closed).
+const FORWARD_IDLE_MS: u64 = crate::network::IDLE_TIMEOUT_MS / 4;
 /// Bound on waiting for the log writer thread to finish at shutdown.
 const WRITER_EXIT_TIMEOUT_MS: u64 = 5000;
 
@@ -72,7 +75,8 @@ struct Inner {
     shutdown_tx: watch::Sender<bool>,
     server: Mutex<Option<JoinHandle<()>>>,
     writer_exit: Mutex<Option<WriterExit>>,
-    forward_pool: Mutex<BTreeMap<NodeId, Vec<PeerClient>>>,
+    /// Idle connections for forwarded proposals, with when they were last used.
+    forward_pool: Mutex<BTreeMap<NodeId, Vec<(PeerClient, Instant)>>>,
     stopped: AtomicBool,
 }
 
@@ -410,7 +414,9 @@ impl Controller {
             })?;
         let mut client = {
             let mut pool = self.inner.forward_pool.lock().await;
-            pool.get_mut(&leader).and_then(|v| v.pop())
+            let idle = pool.entry(leader).or_default();
+            idle.retain(|(_, at)| at.elapsed() < Duration::from_millis(FORWARD_IDLE_MS));
+            idle.pop().map(|(c, _)| c)
         }
         .unwrap_or_else(|| {
             PeerClient::new(
@@ -448,7 +454,7 @@ impl Controller {
             let mut pool = self.inner.forward_pool.lock().await;
             let v = pool.entry(leader).or_default();
             if v.len() < FORWARD_POOL_MAX {
-                v.push(client);
+                v.push((client, Instant::now()));
             }
         }
         out

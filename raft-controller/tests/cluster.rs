@@ -280,3 +280,44 @@ async fn single_voter_starts_commits_and_restarts() {
     assert_eq!(st.voters[0].lag, Some(0));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_propose_fails_in_bounded_time() {
+    init_tracing();
+    let mut cluster = TestCluster::format(3, |c| c.request_timeout_ms = 4000);
+    cluster.start_all().await;
+    let leader = cluster.leader().await;
+    register_brokers(cluster.node(leader)).await;
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    for id in 1..=3 {
+        if id != survivor {
+            cluster.stop(id).await;
+        }
+    }
+    let started = tokio::time::Instant::now();
+    let err = cluster
+        .node(survivor)
+        .propose(topic("nobody-commits", &[&[1]]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ControllerError::NotLeader { .. }
+                | ControllerError::Network(_)
+                | ControllerError::Timeout(_)
+        ),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(cluster
+        .node(survivor)
+        .image()
+        .topic_by_name("nobody-commits")
+        .is_none());
+    cluster.shutdown().await;
+}
