@@ -9,6 +9,7 @@
 //!   (librdkafka's safe API lacks these group admin calls).
 //! - [`console`]: `produce` (stdin lines → records) and `consume` (records → stdout).
 //! - [`perf`]: `perf produce|consume` benchmarks.
+//! - [`perf_groups`]: `perf rebalance|commit` group benchmarks.
 //! - [`throttle`]: the send schedule behind `perf produce --throughput`.
 //! - [`stats`]: latency histogram, progress lines and summaries.
 
@@ -17,6 +18,7 @@ mod client;
 mod console;
 mod groups;
 mod perf;
+mod perf_groups;
 mod stats;
 mod throttle;
 
