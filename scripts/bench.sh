@@ -5,10 +5,14 @@
 #   2. `isthmusctl perf produce` against a release `isthmus`, 1 and 8 partitions,
 #      acks=1 and acks=all, in the durable default and in Kafka's page-cache mode;
 #   3. `isthmusctl perf consume` of the 8-partition topic;
-#   4. latency at 1,000 records/s (acks=all, linger.ms=0).
+#   4. latency at 1,000 records/s (acks=all, linger.ms=0);
+#   5. consumer groups: `isthmusctl perf rebalance` (10 consumers joining one group on a
+#      12-partition topic, 5 rounds) with the broker's default 3 s initial rebalance delay
+#      and with it set to 0, and `isthmusctl perf commit` (committed offsets per second).
 # Produce figures are also given as a ratio of the storage page-cache ceiling.
 #
 # Usage: bash scripts/bench.sh [RECORDS]     (default 1000000; prints a Markdown table)
+#        GROUPS_ONLY=1 bash scripts/bench.sh  (only part 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,16 +30,20 @@ cargo build --release -p isthmus-broker -p isthmus-ops >&2
 isthmus=target/release/isthmus
 ctl=target/release/isthmusctl
 
-echo "storage bench (cargo bench -p isthmus-storage)…" >&2
-cargo bench -p isthmus-storage --bench append_read 2>/dev/null >"$work/criterion.txt"
+if [[ ${GROUPS_ONLY:-0} != 1 ]]; then
+    echo "storage bench (cargo bench -p isthmus-storage)…" >&2
+    cargo bench -p isthmus-storage --bench append_read 2>/dev/null >"$work/criterion.txt"
+fi
 # criterion prints `thrpt:  [low mid high]`; take the middle estimate of each append bench.
 thrpt() {
     grep -A3 "$1" "$work/criterion.txt" | grep -m1 'thrpt:' |
         sed -E 's/.*thrpt: *\[[^ ]+ [^ ]+ ([0-9.]+) ([KMG]iB)\/s.*/\1 \2/' |
         awk '{ v=$1; if ($2=="GiB") v*=1024; if ($2=="KiB") v/=1024; printf "%.0f", v*1.048576 }'
 }
-ceiling_cache=$(thrpt "append/page_cache")
-ceiling_fsync=$(thrpt "append/fsync_each")
+if [[ ${GROUPS_ONLY:-0} != 1 ]]; then
+    ceiling_cache=$(thrpt "append/page_cache")
+    ceiling_fsync=$(thrpt "append/fsync_each")
+fi
 
 declare -A broker_pid
 start_broker() { # name port extra-args...
@@ -57,7 +65,42 @@ json_field() { sed -E "s/.*\"$1\":([0-9.eE+-]+).*/\1/"; }
 # CPU seconds (user + system) a process has used so far.
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
+group_benches() {
+    local port=39094
+    start_broker groups-nodelay "$port" --group.initial.rebalance.delay.ms 0
+    echo
+    echo "| rebalance: 10 consumers, 12 partitions, 5 rounds | assignor | median ms | min ms | max ms |"
+    echo "|---|---|---|---|---|"
+    for target in "durable 39092" "groups-nodelay $port"; do
+        read -r name p <<<"$target"
+        for assignor in range cooperative-sticky; do
+            out=$("$ctl" -b "127.0.0.1:$p" perf rebalance --topic "rebalance-$assignor" --consumers 10 \
+                --partitions 12 --rounds 5 --assignor "$assignor" --json 2>/dev/null)
+            delay="default delay (3000 ms)"
+            [[ $name == groups-nodelay ]] && delay="group.initial.rebalance.delay.ms=0"
+            printf '| %s | %s | %.0f | %.0f | %.0f |\n' "$delay" "$assignor" "$(json_field median_ms <<<"$out")" \
+                "$(json_field min_ms <<<"$out")" "$(json_field max_ms <<<"$out")"
+        done
+    done
+    echo
+    echo "| commit (durable broker) | commits/s | offsets/s | p50 ms | p99 ms | max ms |"
+    echo "|---|---|---|---|---|---|"
+    for shape in "1 1 20000" "4 4 40000" "16 16 80000" "4 64 40000"; do
+        read -r committers partitions commits <<<"$shape"
+        out=$("$ctl" -b 127.0.0.1:39092 perf commit --topic "commits-$partitions" --partitions "$partitions" \
+            --committers "$committers" --commits "$commits" --json 2>/dev/null)
+        printf '| %s committers, %s partitions | %.0f | %.0f | %.2f | %.2f | %.2f |\n' "$committers" "$partitions" \
+            "$(json_field commits_per_sec <<<"$out")" "$(json_field offsets_per_sec <<<"$out")" \
+            "$(json_field latency_p50_ms <<<"$out")" "$(json_field latency_p99_ms <<<"$out")" \
+            "$(json_field latency_max_ms <<<"$out")"
+    done
+}
+
 start_broker durable 39092
+if [[ ${GROUPS_ONLY:-0} == 1 ]]; then
+    group_benches
+    exit 0
+fi
 start_broker pagecache 39093 --log.flush.interval.messages 9223372036854775807
 
 echo
@@ -107,6 +150,8 @@ for mode in durable pagecache; do
     out=$("$ctl" -b "127.0.0.1:$port" perf consume --topic bench-8-all --messages "$records" --json 2>/dev/null)
     printf '| %s | %.0f | %.0f |\n' "$mode" "$(json_field records_per_sec <<<"$out")" "$(json_field mb_per_sec <<<"$out")"
 done
+
+group_benches
 
 echo
 echo "Storage ceiling (criterion, same run): append page cache ${ceiling_cache} MB/s, append + fsync each ${ceiling_fsync} MB/s."

@@ -213,7 +213,7 @@ pub fn resp_error(err: Option<RDKafkaRespErr>) -> Option<ErrorName> {
 }
 
 /// `UnknownTopicOrPartition` → `UNKNOWN_TOPIC_OR_PARTITION`, the name Kafka's tools print.
-fn screaming_snake(camel: &str) -> String {
+pub(crate) fn screaming_snake(camel: &str) -> String {
     let chars: Vec<char> = camel.chars().collect();
     let mut out = String::with_capacity(camel.len() + 8);
     for (i, &c) in chars.iter().enumerate() {

@@ -5,15 +5,20 @@
 //! - `main.rs`: the command line and dispatch.
 //! - [`client`]: librdkafka config layering, `KEY=VALUE` parsing, Kafka error names.
 //! - [`admin`]: `topics create|list|describe|delete|alter-config`.
+//! - [`groups`]: `groups list|describe|delete|reset-offsets`, on a small client of its own
+//!   (librdkafka's safe API lacks these group admin calls).
 //! - [`console`]: `produce` (stdin lines → records) and `consume` (records → stdout).
 //! - [`perf`]: `perf produce|consume` benchmarks.
+//! - [`perf_groups`]: `perf rebalance|commit` group benchmarks.
 //! - [`throttle`]: the send schedule behind `perf produce --throughput`.
 //! - [`stats`]: latency histogram, progress lines and summaries.
 
 mod admin;
 mod client;
 mod console;
+mod groups;
 mod perf;
+mod perf_groups;
 mod stats;
 mod throttle;
 
@@ -33,6 +38,8 @@ use crate::client::{ClientOpts, Property};
   isthmusctl topics create --topic orders --partitions 6 --replication-factor 3
   echo hello | isthmusctl produce --topic orders
   isthmusctl consume --topic orders --from-beginning --max-messages 1
+  isthmusctl groups describe --group billing
+  isthmusctl groups reset-offsets --group billing --topic orders --to-earliest --execute
   isthmusctl -b broker-a:9092 perf produce --topic bench --num-records 100000 --record-size 1024 --throughput -1
   isthmusctl --command-config security.protocol=SASL_SSL --command-config client.properties topics list
 
@@ -76,6 +83,11 @@ enum Cmd {
     Topics {
         #[command(subcommand)]
         cmd: admin::TopicsCmd,
+    },
+    /// List, describe, delete consumer groups and reset their offsets.
+    Groups {
+        #[command(subcommand)]
+        cmd: groups::GroupsCmd,
     },
     /// Send stdin lines as records (like kafka-console-producer).
     Produce(console::ProduceArgs),
@@ -131,6 +143,7 @@ async fn main() -> ExitCode {
     };
     let result = match cli.cmd {
         Cmd::Topics { cmd } => admin::run(opts, cmd).await,
+        Cmd::Groups { cmd } => groups::run(opts, cmd).await,
         Cmd::Produce(a) => console::produce(opts, a).await,
         Cmd::Consume(a) => console::consume(opts, a).await,
         Cmd::Perf { cmd } => perf::run(opts, cmd).await,

@@ -1,5 +1,6 @@
 //! `perf produce` and `perf consume`, after Kafka's `kafka-producer-perf-test.sh` and
-//! `kafka-consumer-perf-test.sh`, so numbers from either cluster compare directly.
+//! `kafka-consumer-perf-test.sh`, so numbers from either cluster compare directly; the
+//! group benchmarks `perf rebalance` and `perf commit` are in [`crate::perf_groups`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -50,6 +51,25 @@ uppercase letters generated once, as in Kafka's tool, so compression ratios comp
 
 Without --group every partition is read from the beginning (assign mode, no commits).")]
     Consume(PerfConsumeArgs),
+    /// Time N consumers joining one group until they share every partition exactly once.
+    #[command(after_help = "Examples:
+  isthmusctl perf rebalance --topic bench-groups --consumers 10 --partitions 12 --rounds 3
+  isthmusctl perf rebalance --topic bench-groups --assignor cooperative-sticky --json
+
+Each round uses a fresh group: all consumers are created first, then subscribe at
+once (each polled on its own thread). The time runs from the first subscribe to the
+rebalance callback that completed an assignment covering every partition exactly once,
+confirmed by DescribeGroups (state Stable, every member present). The broker's
+group.initial.rebalance.delay.ms (3000 by default, as in Kafka) is part of it.")]
+    Rebalance(crate::perf_groups::PerfRebalanceArgs),
+    /// Commit offsets as fast as synchronous commits allow and report commits/s and latency.
+    #[command(after_help = "Examples:
+  isthmusctl perf commit --topic bench-commits --partitions 8 --committers 4 --commits 20000
+  isthmusctl perf commit --topic bench-commits --commits 5000 --json
+
+Each committer is a librdkafka consumer (no subscription) committing its share of the
+partitions with one synchronous commit in flight; latency is per commit call.")]
+    Commit(crate::perf_groups::PerfCommitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +170,8 @@ pub async fn run(opts: ClientOpts, cmd: PerfCmd) -> anyhow::Result<()> {
             check_topic_name(&a.topic)?;
             tokio::task::spawn_blocking(move || consume(&opts, &a)).await?
         }
+        PerfCmd::Rebalance(a) => crate::perf_groups::rebalance(opts, a).await,
+        PerfCmd::Commit(a) => crate::perf_groups::commit(opts, a).await,
     }
 }
 
@@ -405,7 +427,7 @@ mod tests {
         ];
         match Wrap::try_parse_from(argv.iter().chain(args)).unwrap().cmd {
             PerfCmd::Produce(a) => a,
-            PerfCmd::Consume(_) => unreachable!("parsed a produce command"),
+            other => unreachable!("parsed a produce command, got {other:?}"),
         }
     }
 

@@ -110,6 +110,37 @@ impl LatencyStats {
     }
 }
 
+/// Latency percentiles of a run in milliseconds (zeros for an empty run).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatencyPercentiles {
+    pub latency_avg_ms: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_p999_ms: f64,
+    pub latency_max_ms: f64,
+}
+
+impl LatencyStats {
+    /// Samples recorded so far.
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    /// The run's latency percentiles, for summaries other than `perf produce`'s.
+    pub fn percentiles(&self) -> LatencyPercentiles {
+        let s = self.summary(Duration::from_secs(1), 0);
+        LatencyPercentiles {
+            latency_avg_ms: s.latency_avg_ms,
+            latency_p50_ms: s.latency_p50_ms,
+            latency_p95_ms: s.latency_p95_ms,
+            latency_p99_ms: s.latency_p99_ms,
+            latency_p999_ms: s.latency_p999_ms,
+            latency_max_ms: s.latency_max_ms,
+        }
+    }
+}
+
 /// Final result of `perf produce`; field names are a stable interface for scripts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProduceSummary {
