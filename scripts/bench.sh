@@ -67,17 +67,18 @@ cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / h
 
 group_benches() {
     local port=39094
-    start_broker groups-nodelay "$port" --group.initial.rebalance.delay.ms 0
+    start_broker groups-nodelay "$port" --group.initial.rebalance.delay.ms 0 \
+        --group.consumer.heartbeat.interval.ms 500
     echo
     echo "| rebalance: 10 consumers, 12 partitions, 5 rounds | assignor | median ms | min ms | max ms |"
     echo "|---|---|---|---|---|"
     for target in "durable 39092" "groups-nodelay $port"; do
         read -r name p <<<"$target"
-        for assignor in range cooperative-sticky; do
+        for assignor in range cooperative-sticky consumer-protocol; do
             out=$("$ctl" -b "127.0.0.1:$p" perf rebalance --topic "rebalance-$assignor" --consumers 10 \
                 --partitions 12 --rounds 5 --assignor "$assignor" --json 2>/dev/null)
-            delay="default delay (3000 ms)"
-            [[ $name == groups-nodelay ]] && delay="group.initial.rebalance.delay.ms=0"
+            delay="defaults (classic: 3000 ms join delay; consumer protocol: 5000 ms heartbeat)"
+            [[ $name == groups-nodelay ]] && delay="join delay 0, consumer-protocol heartbeat 500 ms"
             printf '| %s | %s | %.0f | %.0f | %.0f |\n' "$delay" "$assignor" "$(json_field median_ms <<<"$out")" \
                 "$(json_field min_ms <<<"$out")" "$(json_field max_ms <<<"$out")"
         done

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::admin;
 use crate::client::{check_topic_name, describe_error, parse_property, ClientOpts, Property};
 use crate::groups::client::Cluster;
-use crate::groups::describe::decode_assignment;
+use crate::groups::describe::describe_raw;
 use crate::stats::{LatencyPercentiles, LatencyStats};
 
 /// How often the rebalance bench looks at the members' assignments.
@@ -30,20 +30,32 @@ const COMMIT_ERRORS_PRINTED_MAX: u64 = 10;
 const GROUP_DELETE_ATTEMPTS: u32 = 20;
 const GROUP_DELETE_BACKOFF: Duration = Duration::from_millis(100);
 
-/// librdkafka `partition.assignment.strategy`.
+/// librdkafka `partition.assignment.strategy`, or `consumer-protocol`: KIP-848's
+/// `group.protocol=consumer`, where the broker assigns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Assignor {
     Range,
     Roundrobin,
     CooperativeSticky,
+    ConsumerProtocol,
 }
 
 impl Assignor {
-    fn as_config(self) -> &'static str {
+    /// As reported in the results.
+    fn name(self) -> &'static str {
         match self {
-            Assignor::Range => "range",
-            Assignor::Roundrobin => "roundrobin",
-            Assignor::CooperativeSticky => "cooperative-sticky",
+            Assignor::ConsumerProtocol => "consumer-protocol",
+            other => other.as_config().1,
+        }
+    }
+
+    /// The librdkafka settings that select this assignor.
+    fn as_config(self) -> (&'static str, &'static str) {
+        match self {
+            Assignor::Range => ("partition.assignment.strategy", "range"),
+            Assignor::Roundrobin => ("partition.assignment.strategy", "roundrobin"),
+            Assignor::CooperativeSticky => ("partition.assignment.strategy", "cooperative-sticky"),
+            Assignor::ConsumerProtocol => ("group.protocol", "consumer"),
         }
     }
 }
@@ -170,7 +182,7 @@ impl RebalanceSummary {
         Self {
             consumers: a.consumers,
             partitions,
-            assignor: a.assignor.as_config(),
+            assignor: a.assignor.name(),
             rounds: n,
             rebalance_ms: times_ms,
             min_ms: sorted.first().copied().unwrap_or(0.0),
@@ -283,7 +295,7 @@ async fn rebalance_round(
         ("enable.auto.commit", "false"),
         ("auto.offset.reset", "latest"),
         ("allow.auto.create.topics", "false"),
-        ("partition.assignment.strategy", a.assignor.as_config()),
+        a.assignor.as_config(),
     ];
     let mut consumers = Vec::with_capacity(n);
     for index in 0..n {
@@ -377,21 +389,23 @@ async fn group_is_settled(
     topic: &str,
     partitions: &BTreeSet<i32>,
 ) -> anyhow::Result<bool> {
-    let g = cluster.describe_group(group).await?;
-    if g.group_state.as_str() != "Stable" || g.members.len() != members {
+    let g = describe_raw(cluster, group).await?;
+    if g.state != "Stable" || g.members.len() != members {
         return Ok(false);
     }
-    let mut owned = Vec::with_capacity(members);
-    for m in &g.members {
-        let assigned = decode_assignment(&m.member_assignment)?;
-        owned.push(Some(
-            assigned
-                .into_iter()
-                .filter(|t| t.topic == topic)
-                .flat_map(|t| t.partitions)
-                .collect(),
-        ));
-    }
+    let owned: Vec<_> = g
+        .members
+        .into_iter()
+        .map(|m| {
+            Some(
+                m.assignment
+                    .into_iter()
+                    .filter(|t| t.topic == topic)
+                    .flat_map(|t| t.partitions)
+                    .collect(),
+            )
+        })
+        .collect();
     Ok(covers_exactly(&owned, partitions))
 }
 

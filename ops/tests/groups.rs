@@ -28,16 +28,32 @@ struct Member {
 
 impl Member {
     fn join(bootstrap: &str, group: &str, topic: &str, client_id: &str) -> Member {
-        let consumer: BaseConsumer = ClientConfig::new()
+        Member::join_with(bootstrap, group, topic, client_id, "classic")
+    }
+
+    /// `protocol` is librdkafka's `group.protocol`: classic, or consumer (KIP-848).
+    fn join_with(
+        bootstrap: &str,
+        group: &str,
+        topic: &str,
+        client_id: &str,
+        protocol: &str,
+    ) -> Member {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", bootstrap)
             .set("group.id", group)
             .set("client.id", client_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "300")
-            .create()
-            .expect("consumer");
+            .set("group.protocol", protocol);
+        if protocol == "classic" {
+            // With the consumer protocol the broker sets these.
+            config
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "300");
+        }
+        let consumer: BaseConsumer = config.create().expect("consumer");
         consumer.subscribe(&[topic]).expect("subscribe");
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
@@ -486,6 +502,85 @@ fn describe_lag_refusals_and_every_reset_target() {
         err.contains("Consumer group 'billing' does not exist."),
         "{err}"
     );
+}
+
+#[test]
+fn consumer_protocol_groups_are_described_and_not_reset_while_active() {
+    let mut settings = FAST_GROUP_SETTINGS.to_vec();
+    settings.push(("group.consumer.heartbeat.interval.ms", "300"));
+    let broker = TestBroker::start(&settings);
+    let b = broker.bootstrap();
+    let (topic, group) = ("events", "kip848");
+    ctl(
+        &b,
+        &["topics", "create", "--topic", topic, "--partitions", "4"],
+    )
+    .ok();
+    produce(&b, topic, 0, 3);
+    let m1 = Member::join_with(&b, group, topic, "new-one", "consumer");
+    let m2 = Member::join_with(&b, group, topic, "new-two", "consumer");
+    let v = wait_for(
+        "a stable consumer-protocol group of two",
+        GROUP_WAIT,
+        || {
+            let out = ctl(&b, &["groups", "describe", "--group", group, "--json"]);
+            let v: Value = serde_json::from_str(out.stdout.trim()).ok()?;
+            let owned: BTreeSet<i64> = assignments(&v, topic).into_values().flatten().collect();
+            let members = v["members"].as_array()?.len();
+            (v["state"] == "Stable" && members == 2 && owned == BTreeSet::from([0, 1, 2, 3]))
+                .then_some(v)
+        },
+    );
+    assert_eq!(v["protocol_type"], "consumer");
+    assert_eq!(v["assignment_strategy"], "uniform");
+    let per_member: Vec<usize> = assignments(&v, topic)
+        .into_values()
+        .map(|p| p.len())
+        .collect();
+    assert_eq!(per_member, vec![2, 2]);
+    let refused = ctl(
+        &b,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            group,
+            "--topic",
+            topic,
+            "--to-earliest",
+            "--execute",
+        ],
+    );
+    let stderr = refused.fails_with(1);
+    assert!(stderr.contains("Stable"), "{stderr}");
+    let listed = ctl(&b, &["groups", "list"]).ok().to_owned();
+    assert!(
+        listed.contains(group) && listed.contains("consumer"),
+        "{listed}"
+    );
+    m1.close();
+    m2.close();
+    let v = wait_for("the group empties", GROUP_WAIT, || {
+        let v = describe_json(&b, group);
+        (v["state"] == "Empty").then_some(v)
+    });
+    assert_eq!(v["members"].as_array().unwrap().len(), 0);
+    ctl(
+        &b,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            group,
+            "--topic",
+            topic,
+            "--to-latest",
+            "--execute",
+        ],
+    )
+    .ok();
+    let rows = offset_rows(&describe_json(&b, group));
+    assert_eq!(rows[&(topic.to_owned(), 0)].0, Some(3));
 }
 
 #[test]

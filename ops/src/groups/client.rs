@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup as ConsumerDescribedGroup;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -27,10 +28,10 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, DeleteGroupsRequest,
-    DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, ConsumerGroupDescribeRequest,
+    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, RequestHeader,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -61,6 +62,7 @@ fn version_cap(key: ApiKey) -> i16 {
         ApiKey::FindCoordinator => 6,
         ApiKey::ListGroups => 5,
         ApiKey::DescribeGroups => 6,
+        ApiKey::ConsumerGroupDescribe => 1,
         // v8+ batch several groups in a different layout; one group at a time is enough.
         ApiKey::OffsetFetch => 7,
         // v9+ are for KIP-848 member epochs, v10 for topic ids.
@@ -626,6 +628,42 @@ impl Cluster {
             .into_iter()
             .find(|g| g.group_id.0.as_str() == group)
             .ok_or_else(|| anyhow!("DescribeGroups answered without group '{group}'"))
+    }
+
+    /// ConsumerGroupDescribe (KIP-848) for one group, or `None` when the group is not a
+    /// consumer-protocol group (GROUP_ID_NOT_FOUND) or the broker lacks the API.
+    pub async fn consumer_group_describe(
+        &mut self,
+        group: &str,
+    ) -> anyhow::Result<Option<ConsumerDescribedGroup>> {
+        let req = ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_string(group.to_owned()))]);
+        let coordinator = self.coordinator(group).await?;
+        if !self
+            .conn(&coordinator.addr())
+            .await?
+            .versions
+            .contains_key(&ConsumerGroupDescribeRequest::KEY)
+        {
+            return Ok(None);
+        }
+        let (resp, _) = self
+            .coordinator_call(group, &req, |r, _| {
+                r.groups.first().map_or(0, |g| g.error_code)
+            })
+            .await?;
+        let Some(g) = resp
+            .groups
+            .into_iter()
+            .find(|g| g.group_id.0.as_str() == group)
+        else {
+            bail!("ConsumerGroupDescribe answered without group '{group}'");
+        };
+        match g.error_code {
+            0 => Ok(Some(g)),
+            code if code == ResponseError::GroupIdNotFound.code() => Ok(None),
+            code => bail!("describing group '{group}': {}", KafkaCode(code)),
+        }
     }
 
     /// The group's committed offsets (partitions without one are left out).

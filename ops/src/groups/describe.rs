@@ -9,6 +9,7 @@ use anyhow::bail;
 use bytes::Bytes;
 use clap::{ArgGroup, Args};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup as ConsumerDescribedGroup;
 use kafka_protocol::messages::ConsumerProtocolAssignment;
 use kafka_protocol::protocol::{Decodable, Message};
 use serde::Serialize;
@@ -121,6 +122,13 @@ pub async fn describe_raw(cluster: &mut Cluster, group: &str) -> anyhow::Result<
         bail!("describing group '{group}': {}", KafkaCode(g.error_code));
     }
     let coordinator = cluster.coordinator(group).await?;
+    // A consumer-protocol (KIP-848) group is not a classic group: DescribeGroups does not
+    // know it, ConsumerGroupDescribe does (Kafka's admin client asks in the same order).
+    if not_found || g.group_state.as_str() == "Dead" {
+        if let Some(c) = cluster.consumer_group_describe(group).await? {
+            return Ok(from_consumer_group(group, c, coordinator));
+        }
+    }
     let protocol_type = g.protocol_type.to_string();
     let members = g
         .members
@@ -156,6 +164,50 @@ pub async fn describe_raw(cluster: &mut Cluster, group: &str) -> anyhow::Result<
         coordinator,
         members,
     })
+}
+
+/// The same view of a consumer-protocol group, from ConsumerGroupDescribe.
+fn from_consumer_group(
+    group: &str,
+    c: ConsumerDescribedGroup,
+    coordinator: Coordinator,
+) -> GroupDescription {
+    let members = c
+        .members
+        .into_iter()
+        .map(|m| {
+            let mut assignment: Vec<TopicAssignment> = m
+                .assignment
+                .topic_partitions
+                .into_iter()
+                .map(|t| {
+                    let mut partitions = t.partitions;
+                    partitions.sort_unstable();
+                    TopicAssignment {
+                        topic: t.topic_name.0.to_string(),
+                        partitions,
+                    }
+                })
+                .collect();
+            assignment.sort_by(|a, b| a.topic.cmp(&b.topic));
+            Member {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.instance_id.map(|i| i.to_string()),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                assignment,
+            }
+        })
+        .collect();
+    GroupDescription {
+        group: group.to_owned(),
+        exists: true,
+        state: c.group_state.to_string(),
+        protocol_type: "consumer".to_owned(),
+        assignment_strategy: c.assignor_name.to_string(),
+        coordinator,
+        members,
+    }
 }
 
 /// Rows of the offsets view: every partition assigned to a member or with a committed
