@@ -234,6 +234,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_implemented_api_has_a_name_for_logs() {
+        for api in APIS {
+            assert_ne!(
+                isthmus_protocol::codec::api_name(api.key),
+                "request",
+                "{:?} needs a name in protocol::codec::api_name",
+                api.key
+            );
+        }
+    }
+
+    #[test]
     fn table_stays_inside_what_the_codec_can_decode() {
         for api in APIS {
             let codec = api.key.valid_versions();
