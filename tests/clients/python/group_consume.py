@@ -3,6 +3,7 @@
 
 Usage: group_consume.py --client kafka-python|confluent-kafka --bootstrap HOST:PORT
                         --topic NAME --group ID [--max N] [--timeout S]
+                        [--assignor NAME] [--batch N] [--pause S] [--print-commits]
 
 Subscribes to --topic in group --group (auto commit off, auto.offset.reset=earliest)
 and polls. After every poll it prints each record it got as
@@ -18,7 +19,13 @@ as
     C <partition> <next offset>
 
 and a last line "DONE <records read>". Exits 0 on success, non-zero (with a FAIL line)
-on any error. The test (broker/tests/clients.rs) checks the lines against what was
+on any error.
+
+For crash tests (confluent-kafka only): --assignor sets partition.assignment.strategy,
+--batch and --pause slow the reading down (at most N records per poll, S seconds between
+polls), and --print-commits prints each acknowledged commit as it happens
+("C <partition> <next offset>", flushed before the next poll), so whoever SIGKILLs the
+process knows what it read and what it had committed. The test (broker/tests/clients.rs) checks the lines against what was
 produced and against OffsetFetch.
 """
 
@@ -127,7 +134,12 @@ def run_confluent(args, tracker):
         if err.fatal():
             fail(tracker.client, "fatal librdkafka error: %s" % err)
 
-    consumer = ck.Consumer({
+    extra = {}
+    if os.environ.get("RDKAFKA_DEBUG"):
+        extra["debug"] = os.environ["RDKAFKA_DEBUG"]
+    if args.assignor:
+        extra["partition.assignment.strategy"] = args.assignor
+    consumer = ck.Consumer(dict(extra, **{
         "bootstrap.servers": args.bootstrap,
         "group.id": args.group,
         "client.id": "isthmus-test-confluent-group",
@@ -138,7 +150,7 @@ def run_confluent(args, tracker):
         "heartbeat.interval.ms": 1000,
         "fetch.wait.max.ms": 200,
         "error_cb": on_error,
-    })
+    }))
     md = consumer.list_topics(args.topic, timeout=20)
     t = md.topics.get(args.topic)
     if t is None or t.error is not None or not t.partitions:
@@ -156,7 +168,7 @@ def run_confluent(args, tracker):
             positions[tp.partition] = tp.offset
     consumer.subscribe([args.topic])
     while True:
-        msgs = consumer.consume(num_messages=500, timeout=0.5)
+        msgs = consumer.consume(num_messages=args.batch, timeout=0.5)
         to_commit = {}
         for m in msgs:
             if m.error() is not None:
@@ -176,8 +188,13 @@ def run_confluent(args, tracker):
                     fail(tracker.client, "commit of partition %d failed: %s"
                          % (tp.partition, tp.error))
             tracker.committed.update(to_commit)
+            if args.print_commits:
+                for p, o in sorted(to_commit.items()):
+                    emit("C %d %d" % (p, o))
         if consumer.assignment() and tracker.done(positions):
             break
+        if args.pause:
+            time.sleep(args.pause)
     consumer.close()
 
 
@@ -189,6 +206,10 @@ def main():
     p.add_argument("--group", required=True)
     p.add_argument("--max", type=int, default=0)
     p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--assignor", default=None)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--pause", type=float, default=0.0)
+    p.add_argument("--print-commits", action="store_true")
     args = p.parse_args()
     start_watchdog(args.client, args.timeout)
     tracker = Tracker(args.client, args)
@@ -196,8 +217,9 @@ def main():
         run_kafka_python(args, tracker)
     else:
         run_confluent(args, tracker)
-    for partition, offset in sorted(tracker.committed.items()):
-        emit("C %d %d" % (partition, offset))
+    if not args.print_commits:
+        for partition, offset in sorted(tracker.committed.items()):
+            emit("C %d %d" % (partition, offset))
     emit("DONE %d" % tracker.read)
 
 
