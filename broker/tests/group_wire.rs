@@ -1002,3 +1002,102 @@ fn acknowledged_commits_survive_kill_9_for_many_groups() {
     let mut w = Wire::connect(&broker.bootstrap());
     check(&mut w, &committed, "after SIGTERM and restart");
 }
+
+/// A member blocked in SyncGroup waits for the leader's assignment as long as it takes:
+/// Kafka counts a member awaiting join or sync as alive (`hasSatisfiedHeartbeat`), so its
+/// session does not expire meanwhile, and the session starts again when the assignment
+/// arrives.
+#[test]
+fn a_member_waiting_for_the_leaders_sync_keeps_its_session() {
+    let broker = TestBroker::start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.min.session.timeout.ms", "1000"),
+    ]);
+    let mut leader = Wire::connect(&broker.bootstrap());
+    create_topic(&mut leader, TOPIC, TOPIC_PARTITIONS);
+    let group = "slow-leader";
+    let (a, _) = join_alone(&mut leader, group, SESSION_MS);
+
+    // B joins; its JoinGroup waits for the leader to rejoin.
+    let mut follower = Wire::connect(&broker.bootstrap());
+    let first = follower.call(
+        5,
+        &join_request(group, "", "consumer", &["range"], SHORT_SESSION_MS),
+    );
+    assert_eq!(first.error_code, code(ResponseError::MemberIdRequired));
+    let b = first.member_id.to_string();
+    follower.send(
+        5,
+        &join_request(group, &b, "consumer", &["range"], SHORT_SESSION_MS),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while describe(&mut leader, 5, group).group_state.as_str() != "PreparingRebalance" {
+        assert!(
+            Instant::now() < deadline,
+            "B's join never started a rebalance"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        heartbeat(&mut leader, group, 1, &a),
+        code(ResponseError::RebalanceInProgress)
+    );
+    let rejoined = leader.call(
+        5,
+        &join_request(group, &a, "consumer", &["range"], SESSION_MS),
+    );
+    assert_eq!(rejoined.error_code, NONE);
+    assert_eq!(rejoined.leader.as_str(), a, "the first member stays leader");
+    assert_eq!(rejoined.members.len(), 2);
+    let generation = rejoined.generation_id;
+    let joined = follower.receive::<JoinGroupRequest>(5);
+    assert_eq!(
+        (joined.error_code, joined.generation_id),
+        (NONE, generation)
+    );
+
+    // B asks for its assignment; the leader takes several of B's session timeouts to
+    // send it, heartbeating meanwhile.
+    follower.send(
+        5,
+        &SyncGroupRequest::default()
+            .with_group_id(gid(group))
+            .with_generation_id(generation)
+            .with_member_id(s(&b))
+            .with_protocol_type(Some(s("consumer")))
+            .with_protocol_name(Some(s("range"))),
+    );
+    let waited = Instant::now();
+    while waited.elapsed() < Duration::from_millis(3 * SHORT_SESSION_MS as u64) {
+        assert_eq!(heartbeat(&mut leader, group, generation, &a), NONE);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let synced = leader.call(
+        5,
+        &SyncGroupRequest::default()
+            .with_group_id(gid(group))
+            .with_generation_id(generation)
+            .with_member_id(s(&a))
+            .with_protocol_type(Some(s("consumer")))
+            .with_protocol_name(Some(s("range")))
+            .with_assignments(vec![
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(s(&a))
+                    .with_assignment(Bytes::from_static(b"for-a")),
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(s(&b))
+                    .with_assignment(Bytes::from_static(b"for-b")),
+            ]),
+    );
+    assert_eq!(synced.error_code, NONE, "leader's SyncGroup");
+    let got = follower.receive::<SyncGroupRequest>(5);
+    assert_eq!(
+        got.error_code, NONE,
+        "the waiting member was dropped while it waited for the leader"
+    );
+    assert_eq!(got.assignment.as_ref(), b"for-b");
+    // Its session starts again now: a heartbeat right away is fine.
+    assert_eq!(heartbeat(&mut follower, group, generation, &b), NONE);
+    let d = describe(&mut leader, 5, group);
+    assert_eq!((d.group_state.as_str(), d.members.len()), ("Stable", 2));
+}
