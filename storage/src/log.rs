@@ -954,13 +954,13 @@ impl Log {
         let mut deleted = self.delete_segments_below_start(high_watermark, now_ms)?;
         let deletes = self.config.cleanup_policy.deletes();
         if let Some(ms) = self.config.retention_ms().filter(|_| deletes) {
-            deleted += self.delete_oldest_while(high_watermark, now_ms, |seg| {
+            deleted += self.delete_oldest_while(high_watermark, now_ms, |seg, _| {
                 now_ms.saturating_sub(seg.largest_timestamp()) > ms
             })?;
         }
         if let Some(limit) = self.config.retention_bytes().filter(|_| deletes) {
             let mut excess = self.size_bytes() as i64 - limit;
-            deleted += self.delete_oldest_while(high_watermark, now_ms, |seg| {
+            deleted += self.delete_oldest_while(high_watermark, now_ms, |seg, _| {
                 if excess - seg.size as i64 >= 0 {
                     excess -= seg.size as i64;
                     true
@@ -987,23 +987,27 @@ impl Log {
         now_ms: i64,
     ) -> Result<usize, StorageError> {
         let start = self.log_start_offset;
-        self.delete_oldest_while(high_watermark, now_ms, |seg| seg.next_offset <= start)
+        // Wholly below the start means the *next* segment begins at or below it (Kafka's
+        // rule): a segment emptied by compaction has no records, so its own next offset
+        // is its base, but it still covers every offset up to the next segment.
+        self.delete_oldest_while(high_watermark, now_ms, |_, end| end <= start)
     }
 
-    /// Deletes segments from the oldest while `pred` holds and the segment ends at or
-    /// below `upper_bound`.
+    /// Deletes segments from the oldest while `pred(segment, end)` holds and the segment
+    /// ends at or below `upper_bound`; `end` is the next segment's base (the segment's own
+    /// next offset for the last one).
     fn delete_oldest_while(
         &mut self,
         upper_bound: i64,
         now_ms: i64,
-        mut pred: impl FnMut(&Segment) -> bool,
+        mut pred: impl FnMut(&Segment, i64) -> bool,
     ) -> Result<usize, StorageError> {
         let mut doomed = Vec::new();
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         for (i, base) in bases.iter().enumerate() {
             let seg = &self.segments[base];
             let end = bases.get(i + 1).copied().unwrap_or(seg.next_offset);
-            if seg.is_empty() && seg.active || end > upper_bound || !pred(seg) {
+            if seg.is_empty() && seg.active || end > upper_bound || !pred(seg, end) {
                 break;
             }
             doomed.push(*base);

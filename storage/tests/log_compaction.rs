@@ -673,3 +673,50 @@ fn truncation_below_the_cleaner_checkpoint_makes_new_data_dirty() {
     assert!(stats.first_dirty_offset <= end - 1_000);
     same(&read_back(&log), &latest(&fresh, true), "after truncation");
 }
+
+/// Compaction never moves the log start, even when it empties the first segments: the
+/// emptied segment stays (Kafka keeps each group's base offset), retention does not take
+/// it for a segment below the log start, and reopening after a crash keeps the start at 0.
+/// A consumer at an old committed offset must read on, not hit OFFSET_OUT_OF_RANGE.
+#[test]
+fn emptied_first_segments_keep_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), compact_config(), false).unwrap();
+    let mut written = BTreeMap::new();
+    // Few keys in the first segments, all updated again later: the first group empties.
+    write_updates_from(&mut log, 0, 2_000, 50, 0, None, &mut written);
+    settle(&mut log);
+    write_updates_from(&mut log, 0, 2_000, 50, 1, None, &mut written);
+    settle(&mut log);
+    let end = log.log_end_offset();
+    log.clean(NOW, end).unwrap();
+    let expected = latest(&written, true);
+    assert!(
+        expected[0].0 > 0,
+        "the test needs the first records compacted away"
+    );
+    assert_eq!(log.log_start_offset(), 0);
+
+    let deleted = log.apply_retention(NOW, end).unwrap();
+    assert_eq!(
+        deleted, 0,
+        "retention deleted segments of a compact-only log"
+    );
+    assert_eq!(log.log_start_offset(), 0, "log start after retention");
+    assert_eq!(read_back(&log), expected);
+    // A read at an offset that was compacted away continues with the next record.
+    let r = log.read(0, 1 << 20, end, true).unwrap();
+    assert!(!r.records.is_empty(), "nothing readable at offset 0");
+
+    drop(log);
+    let mut log = Log::open(dir.path(), compact_config(), false).unwrap();
+    assert_eq!(log.log_start_offset(), 0, "log start after reopening");
+    let end = log.log_end_offset();
+    assert_eq!(log.apply_retention(NOW, end).unwrap(), 0);
+    assert_eq!(
+        log.log_start_offset(),
+        0,
+        "log start after reopening and retention"
+    );
+    assert_eq!(read_back(&log), expected);
+}

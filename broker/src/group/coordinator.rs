@@ -488,9 +488,12 @@ impl GroupCoordinator {
                     let by_member: HashMap<String, Bytes> = assignments.into_iter().collect();
                     group.state = GroupState::Stable;
                     group.state_since_ms = now_ms();
+                    let now = Instant::now();
                     for m in group.members.values_mut() {
                         m.assignment = by_member.get(&m.id).cloned().unwrap_or_default();
                         if let Some(w) = m.sync_waiter.take() {
+                            // Its session starts again with the answer, as in Kafka.
+                            m.last_seen = now;
                             let _ = w.send(SyncResult {
                                 error: 0,
                                 protocol_type: group.protocol_type.clone(),
@@ -603,8 +606,12 @@ impl GroupCoordinator {
             let expired: Vec<String> = group
                 .members
                 .values()
+                // A member blocked in JoinGroup or SyncGroup is alive (Kafka's
+                // hasSatisfiedHeartbeat): it cannot heartbeat until it is answered.
                 .filter(|m| {
-                    m.join_waiter.is_none() && now.duration_since(m.last_seen) > m.session_timeout
+                    m.join_waiter.is_none()
+                        && m.sync_waiter.is_none()
+                        && now.duration_since(m.last_seen) > m.session_timeout
                 })
                 .map(|m| m.id.clone())
                 .collect();

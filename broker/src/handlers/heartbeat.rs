@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{HeartbeatResponse, RequestKind, ResponseKind};
 
 use super::mismatched;
@@ -12,6 +13,12 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
     let RequestKind::Heartbeat(req) = body else {
         return mismatched("Heartbeat");
     };
+    // The membership APIs refuse the empty group id (offset APIs accept it), as Kafka does.
+    if req.group_id.0.is_empty() {
+        return Reply::Now(ResponseKind::Heartbeat(
+            HeartbeatResponse::default().with_error_code(ResponseError::InvalidGroupId.code()),
+        ));
+    }
     let result = broker.groups.heartbeat(
         &req.group_id.0,
         req.generation_id,

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupResponse, RequestKind, ResponseKind};
 
@@ -13,6 +14,12 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     let RequestKind::LeaveGroup(req) = body else {
         return mismatched("LeaveGroup");
     };
+    // The membership APIs refuse the empty group id (offset APIs accept it), as Kafka does.
+    if req.group_id.0.is_empty() {
+        return Reply::Now(ResponseKind::LeaveGroup(
+            LeaveGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code()),
+        ));
+    }
     let batched = header.request_api_version >= 3;
     let leaving: Vec<(String, Option<String>)> = if batched {
         req.members
@@ -27,7 +34,14 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    let response = match broker.groups.leave(broker, &req.group_id.0, &leaving) {
+    let outcome = match broker.groups.leave(broker, &req.group_id.0, &leaving) {
+        // An unknown group: from v3 Kafka answers each member UNKNOWN_MEMBER_ID.
+        Err(ResponseError::UnknownMemberId) if batched => {
+            Ok(vec![ResponseError::UnknownMemberId.code(); leaving.len()])
+        }
+        other => other,
+    };
+    let response = match outcome {
         Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
         Ok(codes) if batched => LeaveGroupResponse::default().with_members(
             leaving

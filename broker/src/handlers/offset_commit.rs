@@ -23,17 +23,30 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     let RequestKind::OffsetCommit(req) = body else {
         return mismatched("OffsetCommit");
     };
-    let by_id = header.request_api_version >= 10;
+    let version = header.request_api_version;
+    let by_id = version >= 10;
     let group_id = req.group_id.0.to_string();
+    let generation = req.generation_id_or_member_epoch;
+    // Kafka accepts the empty group id here (old clients commit under it), unlike the
+    // membership APIs.
     let verdict = crate::group::log::ensure_topic(broker)
         .map_err(|_| ResponseError::CoordinatorNotAvailable)
         .and_then(|()| {
-            if group_id.is_empty() {
-                return Err(ResponseError::InvalidGroupId);
+            let exists = broker
+                .groups
+                .with_groups(|groups| groups.contains_key(&group_id));
+            if !exists && generation >= 0 {
+                // A member of a group the coordinator does not know: Kafka 4 answers
+                // GROUP_ID_NOT_FOUND from v9 and ILLEGAL_GENERATION before.
+                return Err(if version >= 9 {
+                    ResponseError::GroupIdNotFound
+                } else {
+                    ResponseError::IllegalGeneration
+                });
             }
             broker.groups.validate_commit(
                 &group_id,
-                req.generation_id_or_member_epoch,
+                generation,
                 &req.member_id,
                 req.group_instance_id.as_deref(),
             )
@@ -52,7 +65,8 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
         };
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
-            let outcome = verdict.and_then(|()| {
+            // As Kafka: unknown topics and partitions first, whatever the group says.
+            let outcome = (|| {
                 let name = name.as_deref().ok_or(if by_id {
                     ResponseError::UnknownTopicId
                 } else {
@@ -62,6 +76,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                     .replicas
                     .partition(name, p.partition_index)
                     .ok_or(ResponseError::UnknownTopicOrPartition)?;
+                verdict?;
                 let metadata = p
                     .committed_metadata
                     .as_ref()
@@ -78,7 +93,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 };
                 to_write.push(((name.to_string(), p.partition_index), value.clone()));
                 Ok(value)
-            });
+            })();
             partitions.push((p.partition_index, outcome));
         }
         results.push((topic.name.clone(), topic.topic_id, partitions));

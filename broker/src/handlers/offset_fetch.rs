@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -93,12 +92,8 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
             OffsetFetchResponse::default().with_groups(groups),
         ));
     }
+    // The empty group id is a valid group here, as in Kafka (old clients commit under it).
     let group: &GroupId = &req.group_id;
-    if group.0.is_empty() {
-        let r =
-            OffsetFetchResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
-        return Reply::Now(ResponseKind::OffsetFetch(r));
-    }
     let wanted = req.topics.as_ref().map(|topics| {
         topics
             .iter()

@@ -16,6 +16,13 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
     let RequestKind::SyncGroup(req) = body else {
         return mismatched("SyncGroup");
     };
+    // The membership APIs refuse the empty group id (offset APIs accept it), as Kafka does.
+    if req.group_id.0.is_empty() {
+        return Reply::Now(respond(SyncResult {
+            error: ResponseError::InvalidGroupId.code(),
+            ..Default::default()
+        }));
+    }
     let assignments = req
         .assignments
         .iter()

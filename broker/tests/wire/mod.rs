@@ -68,6 +68,23 @@ impl Wire {
         R::Response::decode(&mut frame, version).unwrap()
     }
 
+    /// Sends a well-formed request header for `api_key` at `version` followed by `body`
+    /// as given (e.g. a request body cut short), in one correctly sized frame.
+    pub fn send_truncated(&mut self, api_key: ApiKey, version: i16, body: &[u8]) {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+        let mut frame = BytesMut::new();
+        header
+            .encode(&mut frame, api_key.request_header_version(version))
+            .unwrap();
+        frame.put_slice(body);
+        self.send_frame(&frame);
+    }
+
     pub fn send_frame(&mut self, body: &[u8]) {
         let mut out = BytesMut::with_capacity(body.len() + 4);
         out.put_i32(body.len() as i32);
