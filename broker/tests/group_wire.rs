@@ -1101,3 +1101,76 @@ fn a_member_waiting_for_the_leaders_sync_keeps_its_session() {
     let d = describe(&mut leader, 5, group);
     assert_eq!((d.group_state.as_str(), d.members.len()), ("Stable", 2));
 }
+
+/// Kafka's pending-sync timeout: a leader that keeps heartbeating but never sends SyncGroup
+/// does not hold the group forever. Once the rebalance timeout has passed since the join
+/// phase ended, members that never synced are removed and the group rebalances.
+#[test]
+fn a_leader_that_never_syncs_is_removed_after_the_rebalance_timeout() {
+    let broker = TestBroker::start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.min.session.timeout.ms", "1000"),
+    ]);
+    let mut leader = Wire::connect(&broker.bootstrap());
+    create_topic(&mut leader, TOPIC, TOPIC_PARTITIONS);
+    let group = "silent-leader";
+    // Both members use a 1 s session and rebalance timeout.
+    let (a, _) = join_alone(&mut leader, group, SHORT_SESSION_MS);
+    let mut follower = Wire::connect(&broker.bootstrap());
+    let first = follower.call(
+        5,
+        &join_request(group, "", "consumer", &["range"], SHORT_SESSION_MS),
+    );
+    let b = first.member_id.to_string();
+    follower.send(
+        5,
+        &join_request(group, &b, "consumer", &["range"], SHORT_SESSION_MS),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while describe(&mut leader, 5, group).group_state.as_str() != "PreparingRebalance" {
+        assert!(
+            Instant::now() < deadline,
+            "B's join never started a rebalance"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rejoined = leader.call(
+        5,
+        &join_request(group, &a, "consumer", &["range"], SHORT_SESSION_MS),
+    );
+    assert_eq!(rejoined.error_code, NONE);
+    assert_eq!(rejoined.leader.as_str(), a);
+    let generation = rejoined.generation_id;
+    let joined = follower.receive::<JoinGroupRequest>(5);
+    assert_eq!(joined.generation_id, generation);
+
+    // B waits for its assignment; A heartbeats but never syncs.
+    follower.send(
+        5,
+        &SyncGroupRequest::default()
+            .with_group_id(gid(group))
+            .with_generation_id(generation)
+            .with_member_id(s(&b))
+            .with_protocol_type(Some(s("consumer")))
+            .with_protocol_name(Some(s("range"))),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fenced = loop {
+        let code_now = heartbeat(&mut leader, group, generation, &a);
+        if code_now != NONE {
+            break code_now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a leader that never synced was kept for 20 s (rebalance timeout 1 s)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(fenced, code(ResponseError::UnknownMemberId));
+    // B, which did sync, is told to rejoin rather than left waiting.
+    let got = follower.receive::<SyncGroupRequest>(5);
+    assert_eq!(got.error_code, code(ResponseError::RebalanceInProgress));
+    let d = describe(&mut leader, 5, group);
+    assert_eq!(d.members.len(), 1, "only B is left");
+    assert_eq!(d.members[0].member_id.as_str(), b);
+}

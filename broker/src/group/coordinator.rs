@@ -297,6 +297,7 @@ impl GroupCoordinator {
                 sync_waiter: None,
                 last_seen: now,
                 joined_seq: seq,
+                synced: false,
             },
         );
         if group.state != GroupState::PreparingRebalance {
@@ -402,6 +403,10 @@ impl GroupCoordinator {
                 .map(|m| m.id.clone());
         }
         group.state = GroupState::CompletingRebalance;
+        group.sync_deadline = Some(now + group.rebalance_timeout());
+        for m in group.members.values_mut() {
+            m.synced = false;
+        }
         let protocol = group.protocol.clone().unwrap_or_default();
         let leader = group.leader.clone().unwrap_or_default();
         let everyone: Vec<(String, Option<String>, Bytes)> = group
@@ -465,6 +470,17 @@ impl GroupCoordinator {
             || protocol.is_some_and(|p| Some(p) != group.protocol.as_deref())
         {
             return fail(ResponseError::InconsistentGroupProtocol);
+        }
+        if matches!(
+            group.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        ) {
+            if let Some(m) = group.members.get_mut(member_id) {
+                m.synced = true;
+            }
+            if group.members.values().all(|m| m.synced) {
+                group.sync_deadline = None;
+            }
         }
         match group.state {
             GroupState::PreparingRebalance => fail(ResponseError::RebalanceInProgress),
@@ -603,6 +619,25 @@ impl GroupCoordinator {
                 continue;
             }
             group.pending.retain(|_, deadline| *deadline > now);
+            if group.sync_deadline.is_some_and(|d| now >= d) {
+                group.sync_deadline = None;
+                let unsynced: Vec<String> = group
+                    .members
+                    .values()
+                    .filter(|m| !m.synced)
+                    .map(|m| m.id.clone())
+                    .collect();
+                if !unsynced.is_empty() {
+                    for id in &unsynced {
+                        tracing::info!(group = %group.id, member = %id, "no SyncGroup within the rebalance timeout; removing the member");
+                        group.remove_member(id, code(ResponseError::UnknownMemberId));
+                    }
+                    prepare_rebalance(group, now, 0);
+                    if group.members.is_empty() {
+                        group.join_deadline = Some(now);
+                    }
+                }
+            }
             let expired: Vec<String> = group
                 .members
                 .values()
@@ -846,6 +881,8 @@ fn validate_member(
 fn prepare_rebalance(group: &mut Group, now: Instant, initial_delay_ms: u64) {
     for m in group.members.values_mut() {
         if let Some(w) = m.sync_waiter.take() {
+            // Answered now: its session starts again, as in Kafka.
+            m.last_seen = now;
             let _ = w.send(SyncResult {
                 error: code(ResponseError::RebalanceInProgress),
                 ..Default::default()
@@ -853,6 +890,7 @@ fn prepare_rebalance(group: &mut Group, now: Instant, initial_delay_ms: u64) {
         }
     }
     let first_join = group.state == GroupState::Empty;
+    group.sync_deadline = None;
     group.state = GroupState::PreparingRebalance;
     group.state_since_ms = now_ms();
     let timeout = group.rebalance_timeout();

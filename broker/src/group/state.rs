@@ -70,6 +70,8 @@ pub struct Member {
     pub last_seen: Instant,
     /// Order of arrival, so the first member becomes leader, as in Kafka.
     pub joined_seq: u64,
+    /// Sent SyncGroup for the current generation (Kafka's pending-sync set, inverted).
+    pub synced: bool,
 }
 
 impl Member {
@@ -102,6 +104,9 @@ pub struct Group {
     pub join_deadline: Option<Instant>,
     /// The first join of an empty group waits this long for others (group.initial.rebalance.delay.ms).
     pub initial_delay_until: Option<Instant>,
+    /// After a join phase: members that have not sent SyncGroup by then are removed and the
+    /// group rebalances (Kafka's pending-sync timeout, one rebalance timeout long).
+    pub sync_deadline: Option<Instant>,
     /// Wall-clock time of the last state change, for offset expiry of empty groups.
     pub state_since_ms: i64,
     pub offsets: HashMap<(String, i32), CommittedOffset>,
@@ -125,6 +130,7 @@ impl Group {
             instances: HashMap::new(),
             join_deadline: None,
             initial_delay_until: None,
+            sync_deadline: None,
             state_since_ms: now_ms,
             offsets: HashMap::new(),
             consumer: None,
