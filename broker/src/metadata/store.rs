@@ -1,34 +1,70 @@
-//! The metadata image and its durable, atomically replaced file.
+//! The broker's view of the cluster metadata: [`Image`], built from the controller's
+//! `MetadataImage` at each revision, and the atomic file write the identity files use.
+//!
+//! The view keeps what handlers ask for by topic *name* (the controller keys topics by id):
+//! each topic's id, partition count, config overrides and, per partition, replicas, ISR,
+//! leader and epochs. Dynamic broker settings are the cluster-wide defaults.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
+use isthmus_controller::image::BrokerRegistration;
+use isthmus_controller::MetadataImage;
 use uuid::Uuid;
 
 use crate::error::BrokerError;
 
+/// One partition's replica state, from the controller's partition records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionState {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// A broker id, or -1 (no leader).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
 /// One topic as the cluster knows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TopicRecord {
     pub name: String,
     pub id: Uuid,
     pub partitions: i32,
     /// Topic-level overrides only; defaults come from the broker settings.
     pub configs: BTreeMap<String, String>,
-    pub leader_epoch: i32,
+    /// Partition `i`'s state at index `i` (`partitions` entries).
+    pub partition_states: Vec<PartitionState>,
 }
 
-/// Everything the metadata layer knows; `revision` grows with every change.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+impl TopicRecord {
+    pub fn partition(&self, index: i32) -> Option<&PartitionState> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partition_states.get(i))
+    }
+
+    /// The partitions whose replicas include `node_id`.
+    pub fn hosted_on(&self, node_id: i32) -> impl Iterator<Item = i32> + '_ {
+        self.partition_states
+            .iter()
+            .enumerate()
+            .filter(move |(_, p)| p.replicas.contains(&node_id))
+            .map(|(i, _)| i as i32)
+    }
+}
+
+/// Everything the metadata layer knows at one revision (the controller's log index).
+#[derive(Debug, Clone, Default)]
 pub struct Image {
     pub revision: u64,
     pub topics: BTreeMap<String, Arc<TopicRecord>>,
     /// Cluster-wide dynamic broker settings set through the admin APIs.
     pub broker_configs: BTreeMap<String, String>,
+    /// Registered brokers by id.
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
 }
 
 impl Image {
@@ -39,59 +75,42 @@ impl Image {
     pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<TopicRecord>> {
         self.topics.values().find(|t| t.id == id)
     }
-}
 
-const IMAGE_FILE: &str = "image.json";
-
-/// Holds the current image and persists every change before it becomes visible.
-pub struct MetadataStore {
-    dir: PathBuf,
-    current: RwLock<Arc<Image>>,
-    /// Serialises writers so each change is applied to the newest image.
-    write: Mutex<()>,
-}
-
-impl MetadataStore {
-    pub fn open(dir: &Path) -> Result<MetadataStore, BrokerError> {
-        std::fs::create_dir_all(dir).map_err(|e| BrokerError::io(dir, e))?;
-        let path = dir.join(IMAGE_FILE);
-        let image = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                BrokerError::Fatal(format!("metadata file {} is damaged: {e}", path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Image::default(),
-            Err(e) => return Err(BrokerError::io(&path, e)),
-        };
-        Ok(MetadataStore {
-            dir: dir.to_path_buf(),
-            current: RwLock::new(Arc::new(image)),
-            write: Mutex::new(()),
-        })
-    }
-
-    pub fn image(&self) -> Arc<Image> {
-        self.current.read().clone()
-    }
-
-    /// Applies `change` to a copy of the image, writes it durably, then publishes it. When
-    /// `change` fails nothing is written.
-    pub fn update<T>(
-        &self,
-        change: impl FnOnce(&mut Image) -> Result<T, BrokerError>,
-    ) -> Result<T, BrokerError> {
-        let _writer = self.write.lock();
-        let mut next = (*self.image()).clone();
-        let out = change(&mut next)?;
-        next.revision += 1;
-        self.persist(&next)?;
-        *self.current.write() = Arc::new(next);
-        Ok(out)
-    }
-
-    fn persist(&self, image: &Image) -> Result<(), BrokerError> {
-        let bytes =
-            serde_json::to_vec_pretty(image).map_err(|e| BrokerError::Fatal(e.to_string()))?;
-        write_atomically(&self.dir, IMAGE_FILE, &bytes)
+    /// The broker's view of `image`. Topic records of `previous` are reused when unchanged,
+    /// so holders of an `Arc<TopicRecord>` can tell changes by pointer.
+    pub fn from_controller(image: &MetadataImage, previous: Option<&Image>) -> Image {
+        let mut topics = BTreeMap::new();
+        for t in image.topics() {
+            let partition_states: Vec<PartitionState> = t
+                .partitions
+                .values()
+                .map(|p| PartitionState {
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                })
+                .collect();
+            let record = TopicRecord {
+                name: t.name.clone(),
+                id: t.topic_id,
+                partitions: partition_states.len() as i32,
+                configs: t.configs.clone(),
+                partition_states,
+            };
+            let record = match previous.and_then(|p| p.topics.get(&t.name)) {
+                Some(old) if **old == record => old.clone(),
+                _ => Arc::new(record),
+            };
+            topics.insert(t.name.clone(), record);
+        }
+        Image {
+            revision: image.revision(),
+            topics,
+            broker_configs: image.cluster_configs().clone(),
+            brokers: image.brokers().clone(),
+        }
     }
 }
 
@@ -108,42 +127,4 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Brok
         .and_then(|d| d.sync_all())
         .map_err(|e| BrokerError::io(dir, e))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn changes_survive_reopen_and_failed_changes_leave_no_trace() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MetadataStore::open(dir.path()).unwrap();
-        let id = Uuid::new_v4();
-        store
-            .update(|img| {
-                img.topics.insert(
-                    "t".into(),
-                    Arc::new(TopicRecord {
-                        name: "t".into(),
-                        id,
-                        partitions: 3,
-                        configs: BTreeMap::new(),
-                        leader_epoch: 0,
-                    }),
-                );
-                Ok(())
-            })
-            .unwrap();
-        let failed: Result<(), _> = store.update(|img| {
-            img.topics.clear();
-            Err(BrokerError::Fatal("no".into()))
-        });
-        assert!(failed.is_err());
-        drop(store);
-        let store = MetadataStore::open(dir.path()).unwrap();
-        let img = store.image();
-        assert_eq!(img.revision, 1);
-        assert_eq!(img.topic("t").unwrap().partitions, 3);
-        assert_eq!(img.topic_by_id(id).unwrap().name, "t");
-    }
 }

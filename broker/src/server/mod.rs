@@ -8,12 +8,14 @@ use tokio::net::TcpListener;
 
 use crate::broker::Broker;
 use crate::config::load::Listener;
+use crate::config::NodeConfig;
 use crate::error::BrokerError;
 
-/// Binds every listener; returns them with the ports actually bound (port 0 = any free one).
-pub async fn bind(broker: &Arc<Broker>) -> Result<Vec<(Listener, TcpListener)>, BrokerError> {
+/// Binds every client listener; returns them with the ports actually bound (port 0 = any
+/// free one).
+pub async fn bind(node: &NodeConfig) -> Result<Vec<(Listener, TcpListener)>, BrokerError> {
     let mut bound = Vec::new();
-    for listener in &broker.node.listeners {
+    for listener in &node.listeners {
         let address = listener.bind_address();
         let socket = TcpListener::bind(&address).await.map_err(|e| {
             BrokerError::Fatal(format!(
@@ -33,7 +35,6 @@ pub async fn bind(broker: &Arc<Broker>) -> Result<Vec<(Listener, TcpListener)>, 
             socket,
         ));
     }
-    broker.set_bound_listeners(&bound.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>());
     Ok(bound)
 }
 
