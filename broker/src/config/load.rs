@@ -558,6 +558,26 @@ mod tests {
             }]
         );
         assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
+        assert_eq!(
+            c.roles,
+            Roles {
+                broker: true,
+                controller: true
+            }
+        );
+        assert_eq!(
+            c.controller_listener,
+            Some(Listener {
+                name: "CONTROLLER".into(),
+                host: "127.0.0.1".into(),
+                port: 9093
+            })
+        );
+        assert_eq!(
+            c.voters,
+            isthmus_controller::parse_voters("1@127.0.0.1:9093").unwrap()
+        );
+        assert_eq!(c.metadata_log_dir, None);
         assert!(c.auto_create_topics);
         assert_eq!(c.settings.get("log.segment.bytes"), Some("1073741824"));
         assert_eq!(
@@ -607,6 +627,124 @@ mod tests {
         let e =
             load_args(&["--advertised.listeners", "PLAINTEXT://0.0.0.0:9092"], &[]).unwrap_err();
         assert!(e.contains("not an address clients can connect to"), "{e}");
+    }
+
+    #[test]
+    fn quorum_settings_are_checked_together() {
+        // Voters default to this node at its controller listener; without one (a quorum of
+        // this node alone) the controller needs no listener.
+        let c = load_args(
+            &[
+                "--node.id",
+                "4",
+                "--listeners",
+                "PLAINTEXT://:9192,CONTROLLER://:9193",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.voters,
+            isthmus_controller::parse_voters("4@127.0.0.1:9193").unwrap()
+        );
+        assert_eq!(c.listeners.len(), 1);
+        let c = load_args(&["--listeners", "PLAINTEXT://127.0.0.1:0"], &[]).unwrap();
+        assert_eq!(c.controller_listener, None);
+        let c = load_args(
+            &[
+                "--controller.listener.names",
+                "QUORUM",
+                "--listeners",
+                "PLAINTEXT://127.0.0.1:9092,QUORUM://127.0.0.1:9500",
+                "--metadata.log.dir",
+                "/meta",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.controller_listener.unwrap().port, 9500);
+        assert_eq!(c.metadata_log_dir, Some(PathBuf::from("/meta")));
+
+        let refused: &[(&[&str], &[&str])] = &[
+            (
+                &["--process.roles", "broker"],
+                &["process.roles=broker", "not implemented yet"],
+            ),
+            (
+                &["--process.roles", "controller"],
+                &["process.roles=controller", "not implemented yet"],
+            ),
+            (&["--process.roles", "witness"], &["process.roles", "broker,controller"]),
+            (
+                &["--controller.quorum.voters", "2@127.0.0.1:9093"],
+                &["node.id 1 is not among controller.quorum.voters", "add 1@host:port"],
+            ),
+            (
+                &["--controller.quorum.voters", "1@127.0.0.1:9093,2@127.0.0.1:9094"],
+                &["2 voters", "not implemented yet"],
+            ),
+            (
+                &["--controller.quorum.voters", "1@127.0.0.1"],
+                &["controller.quorum.voters", "id@host:port"],
+            ),
+            (
+                &["--controller.quorum.voters", "1@127.0.0.1:9300"],
+                &["127.0.0.1:9300", "binds port 9093", "make the two ports agree"],
+            ),
+            (
+                &["--listeners", "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9092"],
+                &["same port"],
+            ),
+            (
+                &[
+                    "--listeners",
+                    "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093,CONTROLLER://127.0.0.1:9094",
+                ],
+                &["2 controller listeners"],
+            ),
+            (&["--listeners", "CONTROLLER://127.0.0.1:9093"], &["no client listener"]),
+            (
+                &["--controller.listener.names", "PLAINTEXT"],
+                &["controller.listener.names", "own name"],
+            ),
+            (
+                &["--advertised.listeners", "CONTROLLER://10.0.0.1:9093"],
+                &["advertised.listeners", "controller listener"],
+            ),
+        ];
+        for (args, needles) in refused {
+            let e = load_args(args, &[]).unwrap_err();
+            for n in *needles {
+                assert!(e.contains(n), "{args:?}: {e:?} lacks {n:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn format_and_random_uuid_subcommands_take_the_settings_flags() {
+        let m = command()
+            .try_get_matches_from([
+                "isthmus",
+                "format",
+                "--cluster-id",
+                "abc",
+                "--log.dirs",
+                "/d",
+            ])
+            .unwrap();
+        let (name, sub) = m.subcommand().unwrap();
+        assert_eq!(name, "format");
+        assert_eq!(sub.get_one::<String>("cluster-id").unwrap(), "abc");
+        let c = load(sub, |_| None).unwrap();
+        assert_eq!(c.log_dirs, vec![PathBuf::from("/d")]);
+        assert!(command()
+            .try_get_matches_from(["isthmus", "format"])
+            .unwrap_err()
+            .to_string()
+            .contains("--cluster-id"));
+        assert!(command()
+            .try_get_matches_from(["isthmus", "random-uuid"])
+            .is_ok());
     }
 
     #[test]
