@@ -570,3 +570,47 @@ fn a_single_node_store_directory_is_imported() {
     broker.restart();
     check(&broker, 6);
 }
+
+#[test]
+fn describe_quorum_reports_the_single_voter() {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let broker = TestBroker::start(&[]);
+    let mut w = Wire::connect(&broker.bootstrap());
+    let versions = w.call(3, &ApiVersionsRequest::default());
+    let quorum = versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == 55)
+        .expect("DescribeQuorum advertised");
+    assert_eq!((quorum.min_version, quorum.max_version), (0, 2));
+    assert_eq!(create(&mut w, new_topic("q", 1, 1, &[])).error_code, 0);
+    let ask = |topic: &str, partition: i32| {
+        DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(name(topic))
+            .with_partitions(vec![
+                PartitionData::default().with_partition_index(partition)
+            ])])
+    };
+    let r = w.call(2, &ask("__cluster_metadata", 0));
+    assert_eq!(r.error_code, 0);
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{:?}", p.error_message);
+    assert_eq!(p.leader_id.0, 1);
+    assert!(p.leader_epoch >= 1);
+    // Registration, unfencing and the topic are committed entries.
+    assert!(p.high_watermark >= 4, "high watermark {}", p.high_watermark);
+    assert_eq!(p.current_voters.len(), 1);
+    assert_eq!(p.current_voters[0].replica_id.0, 1);
+    assert!(p.current_voters[0].log_end_offset >= p.high_watermark);
+    assert!(p.observers.is_empty());
+    assert_eq!(r.nodes.len(), 1);
+    assert_eq!(r.nodes[0].listeners[0].port, 9093);
+    for (topic, partition) in [("__cluster_metadata", 1), ("orders", 0)] {
+        let r = w.call(1, &ask(topic, partition));
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            code(ResponseError::UnknownTopicOrPartition),
+            "{topic}-{partition}"
+        );
+    }
+}
