@@ -21,6 +21,7 @@ use isthmus_controller::records::{BrokerEndpoint, BrokerRegistrationRecord, Meta
 use isthmus_controller::{Controller, ControllerConfig, ControllerError, MetadataImage};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::legacy::{self, Legacy};
@@ -156,6 +157,8 @@ pub struct MetadataStore {
     /// The registration's broker epoch (-1 until registered).
     broker_epoch: AtomicI64,
     runtime: Handle,
+    /// Cancelled when the node stops: waits for the published view end at once.
+    stopping: CancellationToken,
 }
 
 impl MetadataStore {
@@ -210,6 +213,7 @@ impl MetadataStore {
             incarnation: Uuid::new_v4(),
             broker_epoch: AtomicI64::new(-1),
             runtime: Handle::current(),
+            stopping: CancellationToken::new(),
         })
     }
 
@@ -333,13 +337,15 @@ impl MetadataStore {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS), wait)
-            .await
-            .map_err(|_| {
+        let bounded = tokio::time::timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS), wait);
+        tokio::select! {
+            _ = self.stopping.cancelled() => Err(ControllerError::ShutDown.into()),
+            waited = bounded => waited.map_err(|_| {
                 BrokerError::from(ControllerError::Timeout(format!(
                     "this broker's partitions did not reach metadata revision {revision} within {PROPOSE_TIMEOUT_MS} ms"
                 )))
-            })?
+            })?,
+        }
     }
 
     /// Proposes `records` and blocks until this node's published view has them (see the
@@ -363,8 +369,10 @@ impl MetadataStore {
         }
     }
 
-    /// Fences this broker (best effort, bounded) and stops the controller.
+    /// Fences this broker (best effort, bounded) and stops the controller. Admin changes
+    /// still waiting end with NOT_CONTROLLER.
     pub async fn shutdown(&self) {
+        self.stopping.cancel();
         let epoch = self.broker_epoch();
         if epoch >= 0 {
             let fence = self.controller.propose(vec![MetadataRecord::FenceBroker {

@@ -128,3 +128,101 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Brok
         .map_err(|e| BrokerError::io(dir, e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use isthmus_controller::placement::topic_creation_records;
+    use isthmus_controller::records::{
+        BrokerEndpoint, BrokerRegistrationRecord, ConfigResource, MetadataProposal, MetadataRecord,
+        PartitionChangeRecord,
+    };
+
+    use super::*;
+
+    fn apply(img: &MetadataImage, records: Vec<MetadataRecord>) -> MetadataImage {
+        img.apply(img.revision() + 1, &MetadataProposal::new(records))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_view_follows_the_controller_image_and_reuses_unchanged_topics() {
+        let mut img = apply(
+            &MetadataImage::default(),
+            vec![MetadataRecord::RegisterBroker(BrokerRegistrationRecord {
+                broker_id: 1,
+                incarnation_id: Uuid::new_v4(),
+                rack: Some("a".into()),
+                endpoints: vec![BrokerEndpoint {
+                    name: "PLAINTEXT".into(),
+                    host: "h".into(),
+                    port: 9092,
+                    security_protocol: "PLAINTEXT".into(),
+                }],
+            })],
+        );
+        img = apply(
+            &img,
+            vec![MetadataRecord::UnfenceBroker {
+                broker_id: 1,
+                broker_epoch: 1,
+            }],
+        );
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        img = apply(
+            &img,
+            topic_creation_records("a", a, BTreeMap::new(), &[vec![1], vec![1]]),
+        );
+        img = apply(
+            &img,
+            topic_creation_records("b", b, BTreeMap::new(), &[vec![1]]),
+        );
+        let first = Image::from_controller(&img, None);
+        assert_eq!(first.revision, img.revision());
+        let ta = first.topic("a").unwrap();
+        assert_eq!((ta.id, ta.partitions), (a, 2));
+        assert_eq!(ta.partition(1).unwrap().replicas, vec![1]);
+        assert_eq!(first.topic_by_id(b).unwrap().name, "b");
+        assert!(!first.brokers[&1].fenced);
+
+        img = apply(
+            &img,
+            vec![
+                MetadataRecord::SetConfig {
+                    resource: ConfigResource::Topic { name: "b".into() },
+                    key: "retention.ms".into(),
+                    value: "5".into(),
+                },
+                MetadataRecord::SetConfig {
+                    resource: ConfigResource::ClusterDefault,
+                    key: "log.retention.ms".into(),
+                    value: "7".into(),
+                },
+                MetadataRecord::PartitionChange(PartitionChangeRecord {
+                    topic_id: b,
+                    partition: 0,
+                    leader: Some(-1),
+                    ..Default::default()
+                }),
+            ],
+        );
+        let second = Image::from_controller(&img, Some(&first));
+        assert!(Arc::ptr_eq(
+            first.topic("a").unwrap(),
+            second.topic("a").unwrap()
+        ));
+        let tb = second.topic("b").unwrap();
+        assert_eq!(
+            tb.configs.get("retention.ms").map(String::as_str),
+            Some("5")
+        );
+        assert_eq!(tb.partition(0).unwrap().leader, -1);
+        assert_eq!(tb.partition(0).unwrap().partition_epoch, 1);
+        assert_eq!(
+            second
+                .broker_configs
+                .get("log.retention.ms")
+                .map(String::as_str),
+            Some("7")
+        );
+    }
+}
