@@ -29,6 +29,10 @@ use crate::metadata::{Image, PartitionState, TopicRecord};
 /// Kafka's upper bound on partitions per CreateTopics/CreatePartitions, to keep one request
 /// from creating an unbounded number of files.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 100_000;
+/// Partitions one CreateTopics entry or CreatePartitions may add: they are committed as one
+/// Raft entry, which the controller bounds (`records::PROPOSAL_BYTES_MAX`, 4 MiB); this
+/// keeps even wide replica lists well inside it.
+pub const PARTITIONS_PER_CHANGE_MAX: i32 = 10_000;
 
 /// What a CreateTopics entry (or an auto-create) asks for; -1 means "broker default".
 #[derive(Debug, Clone)]
@@ -99,6 +103,7 @@ async fn create_async(
             ));
         }
         check_partition_limit(partitions)?;
+        check_added_partitions(partitions)?;
         // Leaders of successive topics start on different brokers.
         place_replicas(
             &placeable_brokers(&image),
@@ -113,7 +118,9 @@ async fn create_async(
                 "give either replica assignments or partitions/replication factor, not both",
             ));
         }
-        check_partition_limit(i32::try_from(new.assignments.len()).unwrap_or(i32::MAX))?;
+        let count = i32::try_from(new.assignments.len()).unwrap_or(i32::MAX);
+        check_partition_limit(count)?;
+        check_added_partitions(count)?;
         numbered_assignment(&image, &new.assignments, 0)?
     };
     validate_overrides(
@@ -162,6 +169,16 @@ fn check_partition_limit(partitions: i32) -> Result<(), BrokerError> {
         return Err(invalid(
             ResponseError::InvalidPartitions,
             format!("{partitions} partitions exceed the limit of {MAX_PARTITIONS_PER_TOPIC}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_added_partitions(added: i32) -> Result<(), BrokerError> {
+    if added > PARTITIONS_PER_CHANGE_MAX {
+        return Err(invalid(
+            ResponseError::InvalidPartitions,
+            format!("{added} new partitions in one request; at most {PARTITIONS_PER_CHANGE_MAX} can be added at once (add more with further CreatePartitions requests)"),
         ));
     }
     Ok(())
@@ -261,8 +278,9 @@ async fn add_partitions_async(
         ));
     }
     check_partition_limit(count)?;
-    let image = broker.metadata.controller_image();
     let added = count - current.partitions;
+    check_added_partitions(added)?;
+    let image = broker.metadata.controller_image();
     let new_replicas: Vec<Vec<i32>> = match assignments {
         Some(assignments) => {
             if assignments.len() != added as usize {

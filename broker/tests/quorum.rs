@@ -322,6 +322,10 @@ fn controller_rules_answer_with_kafka_error_codes() {
             new_topic("bad/name", 1, 1, &[]),
             ResponseError::InvalidTopicException,
         ),
+        (
+            new_topic("huge", 10_001, 1, &[]),
+            ResponseError::InvalidPartitions,
+        ),
     ];
     for (topic, expected) in cases {
         let shown = topic.name.0.to_string();
@@ -360,7 +364,7 @@ fn controller_rules_answer_with_kafka_error_codes() {
     let md = metadata(&mut w);
     assert_eq!(topic_of(&md, "assigned").unwrap().1.len(), 3);
     // Nothing of the refused topics reached the metadata or the disk.
-    for refused in ["rf3", "negative", "cfg", "cfg2"] {
+    for refused in ["rf3", "negative", "cfg", "cfg2", "huge"] {
         assert!(topic_of(&md, refused).is_none(), "{refused} was created");
         assert!(!broker.data_dir().join(format!("{refused}-0")).exists());
     }
@@ -613,4 +617,50 @@ fn describe_quorum_reports_the_single_voter() {
             "{topic}-{partition}"
         );
     }
+}
+
+/// `metadata.log.dir` outside `log.dirs` holds the quorum (with its own meta.properties and
+/// lock); pointing it at an empty folder while the log dirs hold partitions is refused.
+#[test]
+fn a_separate_metadata_log_dir_holds_the_quorum() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, meta) = (root.path().join("data"), root.path().join("meta"));
+    let log = root.path().join("isthmus.log");
+    let args = |meta: &Path| {
+        vec![
+            "--log.dirs".to_string(),
+            data.to_str().unwrap().to_string(),
+            "--metadata.log.dir".to_string(),
+            meta.to_str().unwrap().to_string(),
+        ]
+    };
+    let port = free_port();
+    let first = args(&meta);
+    let child = spawn(
+        port,
+        &first.iter().map(String::as_str).collect::<Vec<_>>(),
+        &log,
+    );
+    let mut w = Wire::connect(&format!("127.0.0.1:{port}"));
+    assert_eq!(create(&mut w, new_topic("m", 1, 1, &[])).error_code, 0);
+    drop(w);
+    sigterm(child);
+    assert!(meta.join("metadata").join("meta.json").exists());
+    assert!(meta.join("meta.properties").exists());
+    assert!(!data.join("metadata").exists());
+    assert!(data.join("m-0").exists());
+
+    let elsewhere = args(&root.path().join("empty"));
+    let out = isthmus()
+        .args(["--listeners", "PLAINTEXT://127.0.0.1:0"])
+        .args(&elsewhere)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("hold partitions but no metadata"),
+        "{stderr}"
+    );
+    assert!(data.join("m-0").exists(), "data touched by a refused start");
 }

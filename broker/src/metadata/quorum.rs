@@ -59,46 +59,45 @@ pub fn locate(node: &NodeConfig) -> Result<PathBuf, BrokerError> {
             || d.join(legacy::LEGACY_DIR).exists()
     };
     let found: Vec<&PathBuf> = node.log_dirs.iter().filter(|d| has_metadata(d)).collect();
-    if let Some(dir) = &node.metadata_log_dir {
-        if !has_metadata(dir) {
-            if let Some(other) = found.iter().find(|d| *d != &dir) {
-                return Err(BrokerError::Fatal(format!(
-                    "metadata.log.dir {} holds no metadata but log dir {} does; point metadata.log.dir at {} (or unset it)",
-                    dir.display(),
-                    other.display(),
-                    other.display()
-                )));
-            }
-        }
-        return Ok(dir.clone());
-    }
     let list = |dirs: &[&PathBuf]| {
         dirs.iter()
             .map(|d| d.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
     };
-    match found.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => {
-            let has_partitions = node.log_dirs.iter().any(|d| {
-                std::fs::read_dir(d)
-                    .map(|entries| entries.flatten().any(|e| is_partition_dir(&e.path())))
-                    .unwrap_or(false)
-            });
-            if has_partitions {
-                return Err(BrokerError::Fatal(format!(
-                    "the log dirs {} hold partitions but no metadata ({METADATA_DIR}/); restore the metadata folder or point log.dirs (or metadata.log.dir) at the folder that has it",
-                    list(&node.log_dirs.iter().collect::<Vec<_>>())
-                )));
-            }
-            Ok(node.log_dirs[0].clone())
+    let chosen = match (&node.metadata_log_dir, found.as_slice()) {
+        (Some(dir), _) if has_metadata(dir) => return Ok(dir.clone()),
+        (Some(dir), [other, ..]) if *other != dir => {
+            return Err(BrokerError::Fatal(format!(
+                "metadata.log.dir {} holds no metadata but log dir {} does; point metadata.log.dir at {} (or unset it)",
+                dir.display(),
+                other.display(),
+                other.display()
+            )))
         }
-        many => Err(BrokerError::Fatal(format!(
-            "metadata found in more than one log dir ({}); keep the current one and remove the others",
-            list(many)
-        ))),
+        (Some(dir), _) => dir.clone(),
+        (None, [one]) => return Ok((*one).clone()),
+        (None, []) => node.log_dirs[0].clone(),
+        (None, many) => {
+            return Err(BrokerError::Fatal(format!(
+                "metadata found in more than one log dir ({}); keep the current one and remove the others",
+                list(many)
+            )))
+        }
+    };
+    // No metadata where it will be created: partition data would all look unknown.
+    let has_partitions = node.log_dirs.iter().any(|d| {
+        std::fs::read_dir(d)
+            .map(|entries| entries.flatten().any(|e| is_partition_dir(&e.path())))
+            .unwrap_or(false)
+    });
+    if has_partitions {
+        return Err(BrokerError::Fatal(format!(
+            "the log dirs {} hold partitions but no metadata ({METADATA_DIR}/); restore the metadata folder or point log.dirs (or metadata.log.dir) at the folder that has it",
+            list(&node.log_dirs.iter().collect::<Vec<_>>())
+        )));
     }
+    Ok(chosen)
 }
 
 /// Makes `<parent>/metadata` a formatted quorum directory. A quorum of this node alone
