@@ -39,12 +39,19 @@ pub struct Broker {
     _dir_locks: Vec<LogDirLock>,
 }
 
+/// The node between [`Broker::start_quorum`] and [`Broker::open`].
+pub struct QuorumStarted {
+    cluster_id: String,
+    dir_locks: Vec<LogDirLock>,
+    parent: std::path::PathBuf,
+    pub metadata: MetadataStore,
+}
+
 impl Broker {
-    /// Claims the log dirs, starts the metadata quorum (formatting a quorum of this node
-    /// alone on first start, importing the single-node store's metadata once), registers
-    /// this broker with the client listeners `bound`, and opens (recovering if needed) every
-    /// partition the image places here. Must run inside the tokio runtime.
-    pub async fn open(node: NodeConfig, bound: &[Listener]) -> Result<Arc<Broker>, BrokerError> {
+    /// First startup phase: claims the log dirs and starts the metadata quorum (formatting
+    /// a quorum of this node alone on first start). Runs before the client listeners are
+    /// bound, so a node that cannot start never accepts connections.
+    pub async fn start_quorum(node: &NodeConfig) -> Result<QuorumStarted, BrokerError> {
         let mut claimed = node.log_dirs.clone();
         if let Some(dir) = &node.metadata_log_dir {
             if !claimed.contains(dir) {
@@ -52,9 +59,31 @@ impl Broker {
             }
         }
         let (cluster_id, dir_locks) = claim_log_dirs(&claimed, node.node_id, None)?;
-        let parent = quorum::locate(&node)?;
-        let metadata_dir = quorum::prepare(&parent, &cluster_id, &node)?;
-        let metadata = MetadataStore::start(&node, &metadata_dir, &cluster_id).await?;
+        let parent = quorum::locate(node)?;
+        let metadata_dir = quorum::prepare(&parent, &cluster_id, node)?;
+        let metadata = MetadataStore::start(node, &metadata_dir, &cluster_id).await?;
+        Ok(QuorumStarted {
+            cluster_id,
+            dir_locks,
+            parent,
+            metadata,
+        })
+    }
+
+    /// Second phase: registers this broker with the client listeners `bound`, imports the
+    /// single-node store's metadata once, and opens (recovering if needed) every partition
+    /// the image places here. Must run inside the tokio runtime.
+    pub async fn open(
+        node: NodeConfig,
+        started: QuorumStarted,
+        bound: &[Listener],
+    ) -> Result<Arc<Broker>, BrokerError> {
+        let QuorumStarted {
+            cluster_id,
+            dir_locks,
+            parent,
+            metadata,
+        } = started;
         match Self::open_on(node, bound, cluster_id, dir_locks, &parent, metadata).await {
             Ok(b) => Ok(b),
             Err((e, Some(metadata))) => {

@@ -81,17 +81,24 @@ fn check_cluster_id(cluster_id: &str) -> Result<(), BrokerError> {
     }
 }
 
-/// Opens the node (binds the client listeners, starts the metadata quorum, registers this
-/// broker, opens the partitions), serves until `stop` resolves, then shuts down cleanly:
+/// Opens the node (claims the log dirs, starts the metadata quorum, binds the client
+/// listeners, registers this broker, opens the partitions), serves until `stop` resolves, then shuts down cleanly:
 /// stop accepting, drop connections, fence this broker and stop the controller, flush and
 /// close every log, mark the log dirs clean.
 pub async fn run(
     config: NodeConfig,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), BrokerError> {
-    let bound = server::bind(&config).await?;
+    let started = Broker::start_quorum(&config).await?;
+    let bound = match server::bind(&config).await {
+        Ok(b) => b,
+        Err(e) => {
+            started.metadata.shutdown().await;
+            return Err(e);
+        }
+    };
     let listeners: Vec<_> = bound.iter().map(|(l, _)| l.clone()).collect();
-    let broker = Broker::open(config, &listeners).await?;
+    let broker = Broker::open(config, started, &listeners).await?;
     let loaded = group::log::load_all(&broker);
     if !loaded.is_empty() {
         tracing::info!(records = loaded.len(), "loaded consumer group offsets");
