@@ -104,6 +104,14 @@ pub async fn run(
         tracing::info!(records = loaded.len(), "loaded consumer group offsets");
     }
     broker.groups.load(loaded);
+    // Clients are accepted only now, with every partition open.
+    let bound = match server::listen(bound) {
+        Ok(b) => b,
+        Err(e) => {
+            broker.metadata.shutdown().await;
+            return Err(e);
+        }
+    };
     let mut tasks = vec![tokio::spawn(broker::follow_metadata(Arc::clone(&broker)))];
     for (listener, socket) in bound {
         tasks.push(tokio::spawn(server::serve(
