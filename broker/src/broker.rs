@@ -1,10 +1,11 @@
-//! The node: its configuration, identity, metadata, replicas and producer ids, shared by
-//! every connection and background task.
+//! The node: its configuration, identity, metadata (the embedded controller and the broker's
+//! view of it), replicas and producer ids, shared by every connection and background task.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use isthmus_controller::MetadataImage;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -15,12 +16,9 @@ use crate::group::assignor::Assignor;
 use crate::group::consumer::ConsumerGroupConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::metadata::identity::{claim_log_dirs, LogDirLock};
-use crate::metadata::MetadataStore;
+use crate::metadata::{quorum, Image, MetadataStore};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica::ReplicaManager;
-
-/// Folder inside the first log dir holding the metadata image and the producer-id block.
-pub const METADATA_DIR: &str = "metadata";
 
 pub struct Broker {
     pub node: NodeConfig,
@@ -31,29 +29,97 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     pub producer_ids: ProducerIdAllocator,
     pub groups: GroupCoordinator,
-    /// What Metadata tells clients; set once the listeners are bound (port 0 resolves then).
-    advertised: RwLock<Vec<Listener>>,
+    /// What Metadata tells clients and what this broker registered: the advertised
+    /// listeners, or the bound ones (port 0 resolved).
+    advertised: Vec<Listener>,
     pub shutdown: CancellationToken,
-    /// Serialises topic and config changes end to end (metadata write, then the replicas),
-    /// so concurrent admin requests cannot interleave between the two steps.
-    admin: parking_lot::Mutex<()>,
+    /// Serialises this node's admin changes (validation against the current view, then the
+    /// proposal), so two requests never validate against the same view.
+    pub(crate) admin: tokio::sync::Mutex<()>,
     _dir_locks: Vec<LogDirLock>,
 }
 
+/// The node between [`Broker::start_quorum`] and [`Broker::open`].
+pub struct QuorumStarted {
+    cluster_id: String,
+    dir_locks: Vec<LogDirLock>,
+    parent: std::path::PathBuf,
+    pub metadata: MetadataStore,
+}
+
 impl Broker {
-    /// Claims the log dirs, loads metadata and opens (recovering if needed) every partition.
-    /// Must run inside the tokio runtime: partitions start their flusher tasks.
-    pub fn open(node: NodeConfig) -> Result<Arc<Broker>, BrokerError> {
-        let (cluster_id, dir_locks) = claim_log_dirs(&node.log_dirs, node.node_id)?;
-        let metadata_dir = locate_metadata(&node.log_dirs)?;
-        let metadata = MetadataStore::open(&metadata_dir)?;
-        let settings = with_dynamic(&node.settings, &metadata.image().broker_configs);
-        let producer_ids = ProducerIdAllocator::open(&metadata_dir)?;
-        let replicas = ReplicaManager::load(&node.log_dirs, &metadata.image(), &settings)?;
+    /// First startup phase: claims the log dirs and starts the metadata quorum (formatting
+    /// a quorum of this node alone on first start). Runs before the client listeners are
+    /// bound, so a node that cannot start never accepts connections.
+    pub async fn start_quorum(node: &NodeConfig) -> Result<QuorumStarted, BrokerError> {
+        let mut claimed = node.log_dirs.clone();
+        if let Some(dir) = &node.metadata_log_dir {
+            if !claimed.contains(dir) {
+                claimed.push(dir.clone());
+            }
+        }
+        let (cluster_id, dir_locks) = claim_log_dirs(&claimed, node.node_id, None)?;
+        let parent = quorum::locate(node)?;
+        let metadata_dir = quorum::prepare(&parent, &cluster_id, node)?;
+        let metadata = MetadataStore::start(node, &metadata_dir, &cluster_id).await?;
+        Ok(QuorumStarted {
+            cluster_id,
+            dir_locks,
+            parent,
+            metadata,
+        })
+    }
+
+    /// Second phase: registers this broker with the client listeners `bound`, imports the
+    /// single-node store's metadata once, and opens (recovering if needed) every partition
+    /// the image places here. Must run inside the tokio runtime.
+    pub async fn open(
+        node: NodeConfig,
+        started: QuorumStarted,
+        bound: &[Listener],
+    ) -> Result<Arc<Broker>, BrokerError> {
+        let QuorumStarted {
+            cluster_id,
+            dir_locks,
+            parent,
+            metadata,
+        } = started;
+        match Self::open_on(node, bound, cluster_id, dir_locks, &parent, metadata).await {
+            Ok(b) => Ok(b),
+            Err((e, Some(metadata))) => {
+                metadata.shutdown().await;
+                Err(e)
+            }
+            Err((e, None)) => Err(e),
+        }
+    }
+
+    async fn open_on(
+        node: NodeConfig,
+        bound: &[Listener],
+        cluster_id: String,
+        dir_locks: Vec<LogDirLock>,
+        parent: &std::path::Path,
+        metadata: MetadataStore,
+    ) -> Result<Arc<Broker>, (BrokerError, Option<MetadataStore>)> {
         let advertised = node
             .advertised_listeners
             .clone()
-            .unwrap_or_else(|| node.listeners.clone());
+            .unwrap_or_else(|| resolve_bound(bound));
+        let prepared = async {
+            metadata.register(&advertised, node.rack.as_deref()).await?;
+            metadata.import_legacy(parent).await?;
+            let view = Arc::new(Image::from_controller(&metadata.controller_image(), None));
+            metadata.publish(view.clone());
+            let settings = with_dynamic(&node.settings, &view.broker_configs);
+            let replicas = ReplicaManager::load(&node.log_dirs, &view, &settings, node.node_id)?;
+            Ok::<_, BrokerError>((settings, replicas))
+        }
+        .await;
+        let (settings, replicas) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Err((e, Some(metadata))),
+        };
         let number = |name: &str| settings.i64(name).unwrap_or_default();
         let groups = GroupCoordinator::new(GroupConfig {
             min_session_timeout_ms: number("group.min.session.timeout.ms"),
@@ -82,18 +148,13 @@ impl Broker {
             cluster_id,
             metadata,
             replicas,
-            producer_ids,
+            producer_ids: ProducerIdAllocator::new(),
             groups,
-            advertised: RwLock::new(advertised),
+            advertised,
             shutdown: CancellationToken::new(),
-            admin: parking_lot::Mutex::new(()),
+            admin: tokio::sync::Mutex::new(()),
             _dir_locks: dir_locks,
         }))
-    }
-
-    /// Held for the whole of one admin change.
-    pub fn admin_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
-        self.admin.lock()
     }
 
     pub fn node_id(&self) -> i32 {
@@ -109,77 +170,81 @@ impl Broker {
         with_dynamic(&self.node.settings, dynamic)
     }
 
-    /// Installs a new set of dynamic broker settings (already persisted by the caller) on
-    /// top of the node's static ones, so removing an override restores the static value.
-    pub fn set_dynamic_settings(&self, dynamic: &BTreeMap<String, String>) {
+    /// Installs a new set of dynamic broker settings (committed to the quorum) on top of the
+    /// node's static ones, so removing an override restores the static value.
+    fn set_dynamic_settings(&self, dynamic: &BTreeMap<String, String>) {
         *self.settings.write() = with_dynamic(&self.node.settings, dynamic);
-    }
-
-    /// Replaces port-0 listeners in the advertised set by the ports actually bound.
-    pub fn set_bound_listeners(&self, bound: &[Listener]) {
-        if self.node.advertised_listeners.is_none() {
-            let resolved = bound
-                .iter()
-                .map(|l| {
-                    let host = if l.host.is_empty() || l.host == "0.0.0.0" {
-                        "127.0.0.1".to_string()
-                    } else {
-                        l.host.clone()
-                    };
-                    Listener {
-                        name: l.name.clone(),
-                        host,
-                        port: l.port,
-                    }
-                })
-                .collect();
-            *self.advertised.write() = resolved;
-        }
     }
 
     /// The host and port clients should use for this node.
     pub fn endpoint(&self) -> (String, u16) {
-        let advertised = self.advertised.read();
-        advertised
+        self.advertised
             .first()
             .map(|l| (l.host.clone(), l.port))
             .unwrap_or_else(|| ("127.0.0.1".into(), 9092))
     }
 
+    /// The listener name clients reach this node on (other brokers are reported at their
+    /// endpoint of the same name).
+    pub fn listener_name(&self) -> &str {
+        self.advertised
+            .first()
+            .map_or("PLAINTEXT", |l| l.name.as_str())
+    }
+
     pub fn rack(&self) -> Option<&str> {
         self.node.rack.as_deref()
     }
+
+    /// Makes `latest` this node's view: dynamic settings, then the local partitions, then
+    /// the published view (which admin changes wait for).
+    pub fn apply_metadata(&self, latest: &MetadataImage) {
+        let previous = self.metadata.image();
+        let view = Arc::new(Image::from_controller(latest, Some(&previous)));
+        let settings_changed = view.broker_configs != previous.broker_configs;
+        if settings_changed {
+            self.set_dynamic_settings(&view.broker_configs);
+        }
+        self.replicas
+            .reconcile(&view, &self.settings(), settings_changed);
+        self.metadata.publish(view);
+    }
 }
 
-/// Finds the log dir holding the metadata image. It lives in the first log dir when the node
-/// is formatted, but operators may reorder `log.dirs` later, so every dir is searched; a
-/// missing image with partition data present is refused rather than treated as "no topics"
-/// (which would make every partition look unknown).
-fn locate_metadata(log_dirs: &[std::path::PathBuf]) -> Result<std::path::PathBuf, BrokerError> {
-    let found: Vec<_> = log_dirs
-        .iter()
-        .map(|d| d.join(METADATA_DIR))
-        .filter(|m| m.join("image.json").exists())
-        .collect();
-    match found.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => {
-            let has_partitions = log_dirs.iter().any(|d| {
-                std::fs::read_dir(d).map(|entries| entries.flatten().any(|e| crate::replica::manager::is_partition_dir(&e.path()))).unwrap_or(false)
-            });
-            if has_partitions {
-                return Err(BrokerError::Fatal(format!(
-                    "the log dirs {} hold partitions but no metadata ({METADATA_DIR}/image.json); restore the metadata folder or point log.dirs at the folder that has it",
-                    log_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-                )));
-            }
-            Ok(log_dirs[0].join(METADATA_DIR))
+/// Follows the controller's image until shutdown: each new revision is applied to the
+/// local partitions and published (see `metadata::quorum`).
+pub async fn follow_metadata(broker: Arc<Broker>) {
+    let mut rx = broker.metadata.controller().subscribe();
+    loop {
+        let latest = rx.borrow_and_update().clone();
+        if latest.revision() > broker.metadata.image().revision {
+            // Creating or deleting partitions is file work: keep it off the async worker.
+            tokio::task::block_in_place(|| broker.apply_metadata(&latest));
         }
-        many => Err(BrokerError::Fatal(format!(
-            "metadata found in more than one log dir ({}); keep the current one and remove the others",
-            many.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-        ))),
+        tokio::select! {
+            _ = broker.shutdown.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
     }
+}
+
+/// The bound client listeners as clients can reach them: a wildcard host becomes loopback.
+fn resolve_bound(bound: &[Listener]) -> Vec<Listener> {
+    bound
+        .iter()
+        .map(|l| {
+            let host = if l.host.is_empty() || l.host == "0.0.0.0" || l.host == "::" {
+                "127.0.0.1".to_string()
+            } else {
+                l.host.clone()
+            };
+            Listener {
+                name: l.name.clone(),
+                host,
+                port: l.port,
+            }
+        })
+        .collect()
 }
 
 fn with_dynamic(static_settings: &Settings, dynamic: &BTreeMap<String, String>) -> Settings {

@@ -142,6 +142,11 @@ pub static APIS: &[Api] = &[
         handler: handlers::describe_cluster::handle,
     },
     Api {
+        key: ApiKey::DescribeQuorum,
+        versions: versions(0, 2),
+        handler: handlers::describe_quorum::handle,
+    },
+    Api {
         key: ApiKey::FindCoordinator,
         versions: versions(0, 6),
         handler: handlers::find_coordinator::handle,

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use isthmus_controller::{ControllerError, RejectCode};
 use isthmus_storage::StorageError;
 use kafka_protocol::error::ResponseError;
 use thiserror::Error;
@@ -18,6 +19,9 @@ pub enum BrokerError {
     /// A condition the operator must fix before the node can run.
     #[error("{0}")]
     Fatal(String),
+    /// The metadata quorum refused or could not take a change.
+    #[error("{0}")]
+    Controller(#[from] ControllerError),
     /// A request refused with a specific Kafka error and a message for the client.
     #[error("{message}")]
     Kafka {
@@ -48,7 +52,37 @@ impl BrokerError {
             BrokerError::Io { .. } => ResponseError::KafkaStorageError,
             BrokerError::Fatal(_) => ResponseError::UnknownServerError,
             BrokerError::Kafka { error, .. } => *error,
+            BrokerError::Controller(e) => controller_error_code(e),
         }
+    }
+}
+
+/// Controller refusals and failures as Kafka reports them to admin clients.
+pub fn controller_error_code(e: &ControllerError) -> ResponseError {
+    match e {
+        ControllerError::Rejected(r) => match r.code {
+            RejectCode::InvalidRequest => ResponseError::InvalidRequest,
+            RejectCode::UnsupportedVersion => ResponseError::UnsupportedVersion,
+            RejectCode::TopicAlreadyExists => ResponseError::TopicAlreadyExists,
+            RejectCode::InvalidTopicName => ResponseError::InvalidTopicException,
+            RejectCode::UnknownTopicId => ResponseError::UnknownTopicId,
+            RejectCode::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            RejectCode::InvalidPartitions => ResponseError::InvalidPartitions,
+            RejectCode::InvalidReplicationFactor => ResponseError::InvalidReplicationFactor,
+            RejectCode::InvalidReplicaAssignment => ResponseError::InvalidReplicaAssignment,
+            RejectCode::BrokerIdNotRegistered => ResponseError::BrokerIdNotRegistered,
+            RejectCode::DuplicateBrokerRegistration => ResponseError::DuplicateBrokerRegistration,
+            RejectCode::StaleBrokerEpoch => ResponseError::StaleBrokerEpoch,
+            RejectCode::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
+            RejectCode::IneligibleReplica => ResponseError::IneligibleReplica,
+            RejectCode::InvalidConfig => ResponseError::InvalidConfig,
+        },
+        // Retriable: clients look the controller up again and retry.
+        ControllerError::NotLeader { .. } | ControllerError::ShutDown => {
+            ResponseError::NotController
+        }
+        ControllerError::Timeout(_) => ResponseError::RequestTimedOut,
+        _ => ResponseError::UnknownServerError,
     }
 }
 

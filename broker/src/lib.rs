@@ -9,8 +9,9 @@
 //! - [`topics`]: topic create / grow / reconfigure / delete rules.
 //! - [`group`]: the consumer-group coordinator and `__consumer_offsets`.
 //! - [`replica`]: partitions on this node: logs, high watermark, group commit.
-//! - [`metadata`]: the metadata image, node identity and topic-name rules.
-//! - [`producer_ids`]: durable producer-id blocks for InitProducerId.
+//! - [`metadata`]: the metadata quorum (embedded controller), the broker's view of its image,
+//!   the one-time import of the single-node store, node identity and topic-name rules.
+//! - [`producer_ids`]: producer-id blocks granted by the quorum for InitProducerId.
 //! - [`background`]: periodic work (retention).
 //! - [`error`]: the crate's error type and its mapping to Kafka error codes.
 
@@ -33,20 +34,85 @@ pub use broker::Broker;
 pub use config::NodeConfig;
 pub use error::BrokerError;
 
-/// Opens the node, serves until `stop` resolves, then shuts down cleanly: stop accepting,
-/// drop connections, flush and close every log, mark the log dirs clean.
+/// `isthmus format`: writes `meta.properties` (cluster id, node id) in every log dir and
+/// formats the metadata quorum's directory with the configured voters. Refuses a non-empty
+/// metadata directory and log dirs of another cluster or node. Returns the metadata
+/// directory.
+pub fn format(config: &NodeConfig, cluster_id: &str) -> Result<std::path::PathBuf, BrokerError> {
+    let parent = metadata::quorum::locate(config)?;
+    let dir = parent.join(metadata::quorum::METADATA_DIR);
+    let non_empty = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
+    if non_empty {
+        return Err(isthmus_controller::ControllerError::DirectoryNotEmpty { path: dir }.into());
+    }
+    if parent.join(metadata::legacy::LEGACY_DIR).exists() {
+        return Err(BrokerError::Fatal(format!(
+            "{} holds metadata of the single-node store waiting to be imported; start the node once to import it instead of formatting",
+            parent.join(metadata::legacy::LEGACY_DIR).display()
+        )));
+    }
+    // The controller's rules for the id, checked before anything is written.
+    check_cluster_id(cluster_id)?;
+    let mut claimed = config.log_dirs.clone();
+    if let Some(d) = &config.metadata_log_dir {
+        if !claimed.contains(d) {
+            claimed.push(d.clone());
+        }
+    }
+    let (_, _locks) =
+        metadata::identity::claim_log_dirs(&claimed, config.node_id, Some(cluster_id))?;
+    isthmus_controller::format(&dir, cluster_id, config.node_id as u64, &config.voters)?;
+    Ok(dir)
+}
+
+/// Kafka-style cluster ids: 1..=64 of `[A-Za-z0-9_-]` (the controller's rule).
+fn check_cluster_id(cluster_id: &str) -> Result<(), BrokerError> {
+    let ok = !cluster_id.is_empty()
+        && cluster_id.len() <= 64
+        && cluster_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(BrokerError::Fatal(format!(
+            "cluster id `{cluster_id}`: use 1 to 64 of A-Z a-z 0-9 _ - (e.g. the output of `isthmus random-uuid`)"
+        )))
+    }
+}
+
+/// Opens the node (claims the log dirs, starts the metadata quorum, binds the client
+/// listeners, registers this broker, opens the partitions), serves until `stop` resolves, then shuts down cleanly:
+/// stop accepting, drop connections, fence this broker and stop the controller, flush and
+/// close every log, mark the log dirs clean.
 pub async fn run(
     config: NodeConfig,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), BrokerError> {
-    let broker = Broker::open(config)?;
+    let started = Broker::start_quorum(&config).await?;
+    let bound = match server::bind(&config).await {
+        Ok(b) => b,
+        Err(e) => {
+            started.metadata.shutdown().await;
+            return Err(e);
+        }
+    };
+    let listeners: Vec<_> = bound.iter().map(|(l, _)| l.clone()).collect();
+    let broker = Broker::open(config, started, &listeners).await?;
     let loaded = group::log::load_all(&broker);
     if !loaded.is_empty() {
         tracing::info!(records = loaded.len(), "loaded consumer group offsets");
     }
     broker.groups.load(loaded);
-    let bound = server::bind(&broker).await?;
-    let mut tasks = Vec::new();
+    // Clients are accepted only now, with every partition open.
+    let bound = match server::listen(bound) {
+        Ok(b) => b,
+        Err(e) => {
+            broker.metadata.shutdown().await;
+            return Err(e);
+        }
+    };
+    let mut tasks = vec![tokio::spawn(broker::follow_metadata(Arc::clone(&broker)))];
     for (listener, socket) in bound {
         tasks.push(tokio::spawn(server::serve(
             Arc::clone(&broker),
@@ -63,6 +129,7 @@ pub async fn run(
     for task in tasks {
         let _ = task.await;
     }
+    broker.metadata.shutdown().await;
     broker.replicas.shutdown()?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -1,5 +1,6 @@
 //! `isthmus`: run one Isthmus node. With no arguments: a single node on 127.0.0.1:9092 with
-//! data under ./data.
+//! data under ./data. `isthmus format --cluster-id <id>` initialises a node's directories;
+//! `isthmus random-uuid` prints a new cluster id.
 
 use std::process::ExitCode;
 
@@ -16,17 +17,41 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = match load::load(&matches, |name| std::env::var(name).ok()) {
+    if matches.subcommand_matches("random-uuid").is_some() {
+        println!("{}", isthmus_broker::metadata::identity::new_cluster_id());
+        return ExitCode::SUCCESS;
+    }
+    let (settings_matches, format_cluster_id) = match matches.subcommand() {
+        Some(("format", sub)) => (sub, sub.get_one::<String>("cluster-id").cloned()),
+        _ => (&matches, None),
+    };
+    let config = match load::load(settings_matches, |name| std::env::var(name).ok()) {
         Ok(c) => c,
         Err(message) => {
             eprintln!("isthmus: configuration error: {message}");
             return ExitCode::from(2);
         }
     };
+    if let Some(cluster_id) = format_cluster_id {
+        return match isthmus_broker::format(&config, &cluster_id) {
+            Ok(dir) => {
+                println!(
+                    "Formatted {} for cluster {cluster_id} (node.id {})",
+                    dir.display(),
+                    config.node_id
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("isthmus format: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("isthmus")

@@ -1,48 +1,35 @@
-//! Producer ids for InitProducerId: handed out from blocks whose end is made durable before
-//! the first id of the block is used, so no id is ever handed out twice, even after a crash.
+//! Producer ids for InitProducerId: handed out from blocks the metadata quorum grants this
+//! broker (`ProducerIds` records). A block is committed before its first id is used and the
+//! quorum never grants an id twice, so ids are unique cluster-wide, also across crashes
+//! (ids of a block not used up before a restart are skipped, as in Kafka).
 
-use std::path::{Path, PathBuf};
-
+use isthmus_controller::records::{MetadataRecord, ProducerIdsRecord};
+use isthmus_controller::{ControllerError, RejectCode};
 use parking_lot::Mutex;
 
 use crate::error::BrokerError;
-use crate::metadata::store::write_atomically;
+use crate::metadata::MetadataStore;
 
-/// Ids reserved per durable write.
+/// Ids granted per metadata record.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
-const FILE: &str = "producer-id-block";
+/// Attempts at a block when other brokers' grants race with ours.
+const BLOCK_ATTEMPTS: usize = 5;
 
+#[derive(Default)]
 pub struct ProducerIdAllocator {
-    dir: PathBuf,
-    /// (next id to hand out, first id not yet reserved on disk)
+    /// (next id to hand out, end of the granted block)
     state: Mutex<(i64, i64)>,
 }
 
 impl ProducerIdAllocator {
-    pub fn open(dir: &Path) -> Result<ProducerIdAllocator, BrokerError> {
-        let path = dir.join(FILE);
-        let reserved_end = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<i64>().map_err(|_| {
-                BrokerError::Fatal(format!(
-                    "{} is damaged: expected a number, found {text:?}",
-                    path.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(BrokerError::io(&path, e)),
-        };
-        Ok(ProducerIdAllocator {
-            dir: dir.to_path_buf(),
-            state: Mutex::new((reserved_end, reserved_end)),
-        })
+    pub fn new() -> ProducerIdAllocator {
+        ProducerIdAllocator::default()
     }
 
-    pub fn next_id(&self) -> Result<i64, BrokerError> {
+    pub fn next_id(&self, metadata: &MetadataStore) -> Result<i64, BrokerError> {
         let mut state = self.state.lock();
-        if state.0 == state.1 {
-            let end = state.1 + PRODUCER_ID_BLOCK_SIZE;
-            write_atomically(&self.dir, FILE, end.to_string().as_bytes())?;
-            state.1 = end;
+        if state.0 >= state.1 {
+            *state = grant_block(metadata)?;
         }
         let id = state.0;
         state.0 += 1;
@@ -50,18 +37,34 @@ impl ProducerIdAllocator {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_unique_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = ProducerIdAllocator::open(dir.path()).unwrap();
-        let first: Vec<i64> = (0..3).map(|_| a.next_id().unwrap()).collect();
-        assert_eq!(first, vec![0, 1, 2]);
-        drop(a);
-        let b = ProducerIdAllocator::open(dir.path()).unwrap();
-        assert_eq!(b.next_id().unwrap(), PRODUCER_ID_BLOCK_SIZE);
+/// Asks the quorum for the next block: (first id, end).
+fn grant_block(metadata: &MetadataStore) -> Result<(i64, i64), BrokerError> {
+    let broker_epoch = metadata.broker_epoch();
+    if broker_epoch < 0 {
+        return Err(BrokerError::Fatal(
+            "this broker is not registered with the metadata quorum yet".into(),
+        ));
+    }
+    let broker_id = metadata.controller().node_id() as i32;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let first = metadata.controller_image().next_producer_id();
+        let record = MetadataRecord::ProducerIds(ProducerIdsRecord {
+            broker_id,
+            broker_epoch,
+            first_producer_id: first,
+            block_size: PRODUCER_ID_BLOCK_SIZE,
+        });
+        match metadata.block_on(metadata.controller().propose(vec![record]))? {
+            Ok(_) => return Ok((first, first + PRODUCER_ID_BLOCK_SIZE)),
+            // Another broker's block was granted first: ask again from the new counter.
+            Err(ControllerError::Rejected(r))
+                if r.code == RejectCode::InvalidRequest && attempt < BLOCK_ATTEMPTS =>
+            {
+                tracing::debug!(reason = %r, "producer-id block raced; retrying");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }

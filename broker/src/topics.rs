@@ -1,10 +1,21 @@
-//! Topic lifecycle on this node: create, grow, reconfigure and delete, each validated the way
-//! Kafka does, written to the metadata image first and then applied to the local replicas.
+//! Topic lifecycle and cluster configs: create, grow, reconfigure and delete topics, and set
+//! the dynamic broker defaults, each validated the way Kafka does and then proposed to the
+//! metadata quorum. A change returns once this node's view has its revision, i.e. once the
+//! local partitions were created, deleted or reconfigured to match (see `metadata::quorum`).
 //! Admin handlers and Metadata's auto-create share these, so the rules live in one place.
+//!
+//! The functions are synchronous (handlers run them in request order on the connection);
+//! each runs its whole change, serialised with the other admin changes of this node, off
+//! the async worker thread (`MetadataStore::block_on`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use isthmus_controller::placement::{
+    place_replicas, placeable_brokers, topic_creation_records, validate_assignment,
+};
+use isthmus_controller::records::{ConfigResource, MetadataRecord, PartitionRecord};
+use isthmus_controller::{ControllerError, RejectCode};
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
@@ -13,11 +24,15 @@ use crate::config::topic::{validate_overrides, TopicSettings};
 use crate::config::Settings;
 use crate::error::BrokerError;
 use crate::metadata::names::{collision_key, validate_topic_name};
-use crate::metadata::{Image, TopicRecord};
+use crate::metadata::{Image, PartitionState, TopicRecord};
 
 /// Kafka's upper bound on partitions per CreateTopics/CreatePartitions, to keep one request
 /// from creating an unbounded number of files.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 100_000;
+/// Partitions one CreateTopics entry or CreatePartitions may add: they are committed as one
+/// Raft entry, which the controller bounds (`records::PROPOSAL_BYTES_MAX`, 4 MiB); this
+/// keeps even wide replica lists well inside it.
+pub const PARTITIONS_PER_CHANGE_MAX: i32 = 10_000;
 
 /// What a CreateTopics entry (or an auto-create) asks for; -1 means "broker default".
 #[derive(Debug, Clone)]
@@ -34,19 +49,37 @@ fn invalid(error: ResponseError, message: impl Into<String>) -> BrokerError {
     BrokerError::kafka(error, message)
 }
 
-/// Validates and (unless `validate_only`) creates a topic. Returns its record.
+fn unknown_topic(name: &str) -> BrokerError {
+    invalid(
+        ResponseError::UnknownTopicOrPartition,
+        format!("topic '{name}' does not exist"),
+    )
+}
+
+/// Validates and (unless `validate_only`) creates a topic. Returns its record (with the nil
+/// id and the planned partition states for `validate_only`).
 pub fn create(
     broker: &Broker,
     new: NewTopic,
     validate_only: bool,
 ) -> Result<Arc<TopicRecord>, BrokerError> {
-    let _admin = broker.admin_lock();
+    broker
+        .metadata
+        .block_on(create_async(broker, new, validate_only))?
+}
+
+async fn create_async(
+    broker: &Broker,
+    new: NewTopic,
+    validate_only: bool,
+) -> Result<Arc<TopicRecord>, BrokerError> {
+    let _admin = broker.admin.lock().await;
     validate_topic_name(&new.name).map_err(|m| invalid(ResponseError::InvalidTopicException, m))?;
     let settings = broker.settings();
     let default_partitions = settings.i64("num.partitions").unwrap_or(1) as i32;
     let default_rf = settings.i64("default.replication.factor").unwrap_or(1) as i16;
-    let live_brokers = 1;
-    let (partitions, _replication_factor) = if new.assignments.is_empty() {
+    let image = broker.metadata.controller_image();
+    let assignment: Vec<Vec<i32>> = if new.assignments.is_empty() {
         let partitions = if new.partitions == -1 {
             default_partitions
         } else {
@@ -69,15 +102,15 @@ pub fn create(
                 format!("replication factor must be at least 1, got {rf}"),
             ));
         }
-        if rf as i32 > live_brokers {
-            return Err(invalid(
-                ResponseError::InvalidReplicationFactor,
-                format!(
-                    "replication factor {rf} is larger than the {live_brokers} available broker(s)"
-                ),
-            ));
-        }
-        (partitions, rf)
+        check_partition_limit(partitions)?;
+        check_added_partitions(partitions)?;
+        // Leaders of successive topics start on different brokers.
+        place_replicas(
+            &placeable_brokers(&image),
+            partitions,
+            rf,
+            image.topic_count(),
+        )?
     } else {
         if new.partitions != -1 || new.replication_factor != -1 {
             return Err(invalid(
@@ -85,14 +118,11 @@ pub fn create(
                 "give either replica assignments or partitions/replication factor, not both",
             ));
         }
-        validate_assignments(broker, &new.assignments, 0)?
+        let count = i32::try_from(new.assignments.len()).unwrap_or(i32::MAX);
+        check_partition_limit(count)?;
+        check_added_partitions(count)?;
+        numbered_assignment(&image, &new.assignments, 0)?
     };
-    if partitions > MAX_PARTITIONS_PER_TOPIC {
-        return Err(invalid(
-            ResponseError::InvalidPartitions,
-            format!("{partitions} partitions exceed the limit of {MAX_PARTITIONS_PER_TOPIC}"),
-        ));
-    }
     validate_overrides(
         new.configs
             .iter()
@@ -100,106 +130,111 @@ pub fn create(
     )
     .map_err(|m| invalid(ResponseError::InvalidConfig, m))?;
     check_log_config(&new.configs, &settings)?;
-    let name_is_free = |image: &Image| -> Result<(), BrokerError> {
-        if image.topics.contains_key(&new.name) {
-            return Err(invalid(
-                ResponseError::TopicAlreadyExists,
-                format!("topic '{}' already exists", new.name),
-            ));
-        }
-        let key = collision_key(&new.name);
-        if let Some(other) = image.topics.keys().find(|t| collision_key(t) == key) {
-            return Err(invalid(
-                ResponseError::InvalidTopicException,
-                format!("topic '{}' collides with existing topic '{other}' ('.' and '_' are treated alike)", new.name),
-            ));
-        }
-        Ok(())
+    name_is_free(&broker.metadata.image(), &new.name)?;
+    let id = if validate_only {
+        Uuid::nil()
+    } else {
+        Uuid::new_v4()
     };
-    name_is_free(&broker.metadata.image())?;
-    let record = TopicRecord {
+    let planned = Arc::new(TopicRecord {
         name: new.name.clone(),
-        id: Uuid::new_v4(),
-        partitions,
-        configs: new.configs,
-        leader_epoch: 0,
-    };
+        id,
+        partitions: assignment.len() as i32,
+        configs: new.configs.clone(),
+        partition_states: assignment
+            .iter()
+            .map(|replicas| PartitionState {
+                replicas: replicas.clone(),
+                isr: replicas.clone(),
+                leader: replicas.first().copied().unwrap_or(-1),
+                leader_epoch: 0,
+                partition_epoch: 0,
+            })
+            .collect(),
+    });
     if validate_only {
-        return Ok(Arc::new(TopicRecord {
-            id: Uuid::nil(),
-            ..record
-        }));
+        return Ok(planned);
     }
-    let record = Arc::new(record);
-    broker.metadata.update(|image| {
-        name_is_free(image)?;
-        image.topics.insert(record.name.clone(), record.clone());
-        Ok(())
-    })?;
-    if let Err(e) = broker.replicas.ensure_topic(&record, &settings) {
-        // Undo the metadata write so the image never names a topic without logs.
-        tracing::error!(topic = %record.name, error = %e, "creating the topic's logs failed; rolling back");
-        let _ = broker.metadata.update(|image| {
-            image.topics.remove(&record.name);
-            Ok(())
-        });
-        let _ = broker.replicas.delete_topic(&record.name);
-        return Err(e);
-    }
-    tracing::info!(topic = %record.name, partitions = record.partitions, id = %record.id, "created topic");
-    Ok(record)
+    let records = topic_creation_records(&new.name, id, new.configs, &assignment);
+    let revision = propose(broker, records).await?;
+    let view = broker.metadata.wait_published(revision).await?;
+    view.topic(&new.name)
+        .filter(|t| t.id == id)
+        .cloned()
+        .ok_or_else(|| unknown_topic(&new.name))
 }
 
-/// Checks explicit assignments: contiguous partitions, known brokers, no duplicates, one
-/// replication factor. Returns (partitions, replication factor).
-fn validate_assignments(
-    broker: &Broker,
+fn check_partition_limit(partitions: i32) -> Result<(), BrokerError> {
+    if partitions > MAX_PARTITIONS_PER_TOPIC {
+        return Err(invalid(
+            ResponseError::InvalidPartitions,
+            format!("{partitions} partitions exceed the limit of {MAX_PARTITIONS_PER_TOPIC}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_added_partitions(added: i32) -> Result<(), BrokerError> {
+    if added > PARTITIONS_PER_CHANGE_MAX {
+        return Err(invalid(
+            ResponseError::InvalidPartitions,
+            format!("{added} new partitions in one request; at most {PARTITIONS_PER_CHANGE_MAX} can be added at once (add more with further CreatePartitions requests)"),
+        ));
+    }
+    Ok(())
+}
+
+fn name_is_free(image: &Image, name: &str) -> Result<(), BrokerError> {
+    if image.topics.contains_key(name) {
+        return Err(invalid(
+            ResponseError::TopicAlreadyExists,
+            format!("topic '{name}' already exists"),
+        ));
+    }
+    let key = collision_key(name);
+    if let Some(other) = image.topics.keys().find(|t| collision_key(t) == key) {
+        return Err(invalid(
+            ResponseError::InvalidTopicException,
+            format!("topic '{name}' collides with existing topic '{other}' ('.' and '_' are treated alike)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks explicit assignments numbered from `first_partition` (contiguous, in order) with
+/// the controller's rules (known brokers, no duplicates, one replication factor) and returns
+/// the replica lists.
+fn numbered_assignment(
+    image: &isthmus_controller::MetadataImage,
     assignments: &[(i32, Vec<i32>)],
     first_partition: i32,
-) -> Result<(i32, i16), BrokerError> {
-    let mut rf = None;
-    for (i, (partition, replicas)) in assignments.iter().enumerate() {
+) -> Result<Vec<Vec<i32>>, BrokerError> {
+    for (i, (partition, _)) in assignments.iter().enumerate() {
         if *partition != first_partition + i as i32 {
             return Err(invalid(
                 ResponseError::InvalidReplicaAssignment,
                 format!("assignments must list partitions {first_partition}.. in order; found {partition} at position {i}"),
             ));
         }
-        if replicas.is_empty() {
-            return Err(invalid(
-                ResponseError::InvalidReplicaAssignment,
-                format!("partition {partition} has no replicas"),
-            ));
-        }
-        let mut seen = replicas.clone();
-        seen.sort_unstable();
-        seen.dedup();
-        if seen.len() != replicas.len() {
-            return Err(invalid(
-                ResponseError::InvalidReplicaAssignment,
-                format!("partition {partition} lists a broker twice"),
-            ));
-        }
-        if let Some(unknown) = replicas.iter().find(|b| **b != broker.node_id()) {
-            return Err(invalid(
-                ResponseError::BrokerNotAvailable,
-                format!(
-                    "broker {unknown} in the assignment of partition {partition} is not registered"
-                ),
-            ));
-        }
-        match rf {
-            None => rf = Some(replicas.len()),
-            Some(r) if r != replicas.len() => {
-                return Err(invalid(
-                    ResponseError::InvalidReplicaAssignment,
-                    "all partitions must have the same number of replicas",
-                ));
-            }
-            _ => {}
-        }
     }
-    Ok((assignments.len() as i32, rf.unwrap_or(1) as i16))
+    let replicas: Vec<Vec<i32>> = assignments.iter().map(|(_, r)| r.clone()).collect();
+    validate_assignment(image, &replicas)?;
+    Ok(replicas)
+}
+
+/// Proposes `records` (the admin lock is held by the caller); a refusal leaves this node's
+/// view caught up with what the refusal was based on, so a caller that retries or describes
+/// the topic next sees it.
+async fn propose(broker: &Broker, records: Vec<MetadataRecord>) -> Result<u64, BrokerError> {
+    match broker.metadata.controller().propose(records).await {
+        Ok(revision) => Ok(revision),
+        Err(e @ ControllerError::Rejected(_)) => {
+            let seen = broker.metadata.controller_image().revision();
+            let _ = broker.metadata.wait_published(seen).await;
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Grows a topic to `count` partitions (CreatePartitions).
@@ -210,17 +245,29 @@ pub fn add_partitions(
     assignments: Option<&[Vec<i32>]>,
     validate_only: bool,
 ) -> Result<(), BrokerError> {
-    let _admin = broker.admin_lock();
-    let image = broker.metadata.image();
-    let current = image
+    broker.metadata.block_on(add_partitions_async(
+        broker,
+        name,
+        count,
+        assignments,
+        validate_only,
+    ))?
+}
+
+async fn add_partitions_async(
+    broker: &Broker,
+    name: &str,
+    count: i32,
+    assignments: Option<&[Vec<i32>]>,
+    validate_only: bool,
+) -> Result<(), BrokerError> {
+    let _admin = broker.admin.lock().await;
+    let current = broker
+        .metadata
+        .image()
         .topic(name)
-        .ok_or_else(|| {
-            invalid(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?
-        .clone();
+        .cloned()
+        .ok_or_else(|| unknown_topic(name))?;
     if count <= current.partitions {
         return Err(invalid(
             ResponseError::InvalidPartitions,
@@ -230,50 +277,63 @@ pub fn add_partitions(
             ),
         ));
     }
-    if count > MAX_PARTITIONS_PER_TOPIC {
-        return Err(invalid(
-            ResponseError::InvalidPartitions,
-            format!("{count} partitions exceed the limit of {MAX_PARTITIONS_PER_TOPIC}"),
-        ));
-    }
-    if let Some(assignments) = assignments {
-        let added = (count - current.partitions) as usize;
-        if assignments.len() != added {
-            return Err(invalid(
-                ResponseError::InvalidReplicaAssignment,
-                format!(
-                    "{} assignments given for {added} new partitions",
-                    assignments.len()
-                ),
-            ));
+    check_partition_limit(count)?;
+    let added = count - current.partitions;
+    check_added_partitions(added)?;
+    let image = broker.metadata.controller_image();
+    let new_replicas: Vec<Vec<i32>> = match assignments {
+        Some(assignments) => {
+            if assignments.len() != added as usize {
+                return Err(invalid(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "{} assignments given for {added} new partitions",
+                        assignments.len()
+                    ),
+                ));
+            }
+            let numbered: Vec<(i32, Vec<i32>)> = assignments
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (current.partitions + i as i32, r.clone()))
+                .collect();
+            numbered_assignment(&image, &numbered, current.partitions)?
         }
-        let numbered: Vec<(i32, Vec<i32>)> = assignments
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (current.partitions + i as i32, r.clone()))
-            .collect();
-        validate_assignments(broker, &numbered, current.partitions)?;
-    }
+        None => {
+            // The topic's replication factor, leaders continuing where it left off.
+            let rf = current
+                .partition_states
+                .first()
+                .map_or(1, |p| p.replicas.len())
+                .clamp(1, i16::MAX as usize) as i16;
+            place_replicas(
+                &placeable_brokers(&image),
+                added,
+                rf,
+                current.partitions as usize,
+            )?
+        }
+    };
     if validate_only {
         return Ok(());
     }
-    let record = broker.metadata.update(|image| {
-        let topic = image.topics.get_mut(name).ok_or_else(|| {
-            invalid(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
-        if topic.id != current.id || topic.partitions != current.partitions {
-            return Err(invalid(
-                ResponseError::ConcurrentTransactions,
-                "topic changed concurrently; retry",
-            ));
-        }
-        Arc::make_mut(topic).partitions = count;
-        Ok(topic.clone())
-    })?;
-    broker.replicas.ensure_topic(&record, &broker.settings())?;
+    let records = new_replicas
+        .into_iter()
+        .enumerate()
+        .map(|(i, replicas)| {
+            MetadataRecord::Partition(PartitionRecord {
+                topic_id: current.id,
+                partition: current.partitions + i as i32,
+                isr: replicas.clone(),
+                leader: replicas.first().copied().unwrap_or(-1),
+                replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            })
+        })
+        .collect();
+    let revision = propose(broker, records).await?;
+    broker.metadata.wait_published(revision).await?;
     tracing::info!(topic = name, partitions = count, "added partitions");
     Ok(())
 }
@@ -284,42 +344,53 @@ pub fn delete(
     name: Option<&str>,
     id: Option<Uuid>,
 ) -> Result<(String, Uuid), BrokerError> {
-    let _admin = broker.admin_lock();
+    broker.metadata.block_on(delete_async(broker, name, id))?
+}
+
+async fn delete_async(
+    broker: &Broker,
+    name: Option<&str>,
+    id: Option<Uuid>,
+) -> Result<(String, Uuid), BrokerError> {
+    let _admin = broker.admin.lock().await;
     if !broker.node.delete_topic_enable {
         return Err(invalid(
             ResponseError::TopicDeletionDisabled,
             "topic deletion is disabled (delete.topic.enable=false)",
         ));
     }
-    let removed = broker.metadata.update(|image| {
-        let name = match (name, id) {
-            (Some(n), _) => n.to_string(),
-            (None, Some(id)) => image
-                .topic_by_id(id)
-                .map(|t| t.name.clone())
-                .ok_or_else(|| {
-                    invalid(
-                        ResponseError::UnknownTopicId,
-                        format!("no topic has id {id}"),
-                    )
-                })?,
-            (None, None) => {
-                return Err(invalid(
-                    ResponseError::InvalidRequest,
-                    "neither a topic name nor an id was given",
-                ))
-            }
-        };
-        image.topics.remove(&name).ok_or_else(|| {
+    let image = broker.metadata.image();
+    let topic = match (name, id) {
+        (Some(n), _) => image.topic(n).ok_or_else(|| unknown_topic(n))?,
+        (None, Some(id)) => image.topic_by_id(id).ok_or_else(|| {
             invalid(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
+                ResponseError::UnknownTopicId,
+                format!("no topic has id {id}"),
             )
-        })
+        })?,
+        (None, None) => {
+            return Err(invalid(
+                ResponseError::InvalidRequest,
+                "neither a topic name nor an id was given",
+            ))
+        }
+    };
+    let revision = propose(
+        broker,
+        vec![MetadataRecord::RemoveTopic { topic_id: topic.id }],
+    )
+    .await
+    .map_err(|e| match e {
+        // Deleted concurrently (e.g. by another node): as if it never existed.
+        BrokerError::Controller(ControllerError::Rejected(r))
+            if r.code == RejectCode::UnknownTopicId =>
+        {
+            unknown_topic(&topic.name)
+        }
+        other => other,
     })?;
-    broker.replicas.delete_topic(&removed.name)?;
-    tracing::info!(topic = %removed.name, id = %removed.id, "deleted topic");
-    Ok((removed.name.clone(), removed.id))
+    broker.metadata.wait_published(revision).await?;
+    Ok((topic.name.clone(), topic.id))
 }
 
 /// Replaces a topic's overrides (AlterConfigs) or applies them incrementally, after validation.
@@ -329,34 +400,96 @@ pub fn set_topic_configs(
     change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), BrokerError>,
     validate_only: bool,
 ) -> Result<(), BrokerError> {
-    let _admin = broker.admin_lock();
-    let image = broker.metadata.image();
-    let current = image.topic(name).ok_or_else(|| {
-        invalid(
-            ResponseError::UnknownTopicOrPartition,
-            format!("topic '{name}' does not exist"),
-        )
-    })?;
-    let mut configs = current.configs.clone();
-    change(&mut configs)?;
-    validate_overrides(configs.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))
-        .map_err(|m| invalid(ResponseError::InvalidConfig, m))?;
-    check_log_config(&configs, &broker.settings())?;
-    if validate_only {
-        return Ok(());
+    broker.metadata.block_on(async {
+        let _admin = broker.admin.lock().await;
+        let current = broker
+            .metadata
+            .image()
+            .topic(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))?;
+        let mut configs = current.configs.clone();
+        change(&mut configs)?;
+        validate_overrides(configs.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))
+            .map_err(|m| invalid(ResponseError::InvalidConfig, m))?;
+        check_log_config(&configs, &broker.settings())?;
+        if validate_only {
+            return Ok(());
+        }
+        let resource = ConfigResource::Topic {
+            name: name.to_string(),
+        };
+        let records = config_changes(&resource, &current.configs, &configs);
+        if records.is_empty() {
+            return Ok(());
+        }
+        let revision = propose(broker, records).await?;
+        broker.metadata.wait_published(revision).await?;
+        Ok(())
+    })?
+}
+
+/// Replaces the dynamic broker defaults (cluster-wide) by `edit`'s result, after checking
+/// that every topic's log accepts its settings under the new defaults.
+pub fn set_broker_configs(
+    broker: &Broker,
+    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), BrokerError>,
+    validate_only: bool,
+) -> Result<(), BrokerError> {
+    broker.metadata.block_on(async {
+        let _admin = broker.admin.lock().await;
+        let image = broker.metadata.image();
+        let mut dynamic = image.broker_configs.clone();
+        edit(&mut dynamic)?;
+        let candidate = broker.settings_with_dynamic(&dynamic);
+        for record in image.topics.values() {
+            check_log_config(&record.configs, &candidate).map_err(|e| {
+                invalid(
+                    ResponseError::InvalidConfig,
+                    format!("topic '{}' would get invalid settings: {e}", record.name),
+                )
+            })?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let records = config_changes(
+            &ConfigResource::ClusterDefault,
+            &image.broker_configs,
+            &dynamic,
+        );
+        if records.is_empty() {
+            return Ok(());
+        }
+        let revision = propose(broker, records).await?;
+        broker.metadata.wait_published(revision).await?;
+        Ok(())
+    })?
+}
+
+/// The records that turn config map `old` into `new`.
+fn config_changes(
+    resource: &ConfigResource,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for key in old.keys().filter(|k| !new.contains_key(*k)) {
+        records.push(MetadataRecord::DeleteConfig {
+            resource: resource.clone(),
+            key: key.clone(),
+        });
     }
-    let record = broker.metadata.update(|image| {
-        let topic = image.topics.get_mut(name).ok_or_else(|| {
-            invalid(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
-        Arc::make_mut(topic).configs = configs;
-        Ok(topic.clone())
-    })?;
-    broker.replicas.apply_settings(&record, &broker.settings());
-    Ok(())
+    for (key, value) in new {
+        if old.get(key) != Some(value) {
+            records.push(MetadataRecord::SetConfig {
+                resource: resource.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+    records
 }
 
 /// The storage layer's own limits on the resolved settings, checked before anything is
@@ -370,4 +503,37 @@ pub fn check_log_config(
         .log
         .validate()
         .map_err(|e| invalid(ResponseError::InvalidConfig, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_changes_set_what_differs_and_delete_what_is_gone() {
+        let old: BTreeMap<String, String> = [("a", "1"), ("b", "2")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let new: BTreeMap<String, String> = [("b", "2"), ("c", "3")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let r = config_changes(&ConfigResource::ClusterDefault, &old, &new);
+        assert_eq!(
+            r,
+            vec![
+                MetadataRecord::DeleteConfig {
+                    resource: ConfigResource::ClusterDefault,
+                    key: "a".into()
+                },
+                MetadataRecord::SetConfig {
+                    resource: ConfigResource::ClusterDefault,
+                    key: "c".into(),
+                    value: "3".into()
+                },
+            ]
+        );
+        assert!(config_changes(&ConfigResource::ClusterDefault, &new, &new).is_empty());
+    }
 }

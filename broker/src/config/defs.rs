@@ -68,6 +68,12 @@ const POSITIVE_LONG: ValueKind = ValueKind::Long {
 /// One record-batch header: the smallest segment that can hold anything.
 const SEGMENT_BYTES_MIN: i64 = isthmus_protocol::batch::HEADER_SIZE as i64;
 
+pub const PROCESS_ROLES: &[&str] = &[
+    "broker,controller",
+    "controller,broker",
+    "broker",
+    "controller",
+];
 pub const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 pub const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
 
@@ -87,11 +93,39 @@ pub static BROKER_SETTINGS: &[BrokerSetting] = &[
         doc: "Site (rack, zone) of this broker, reported to clients and used for replica placement.",
     },
     BrokerSetting {
+        name: "process.roles",
+        kind: ValueKind::Choice(PROCESS_ROLES),
+        default: Some("broker,controller"),
+        scope: Scope::Node,
+        doc: "What this node runs, as in KRaft: broker, controller, or both. Only broker,controller (combined, one node) is implemented so far.",
+    },
+    BrokerSetting {
+        name: "controller.quorum.voters",
+        kind: ValueKind::List,
+        default: None,
+        scope: Scope::Node,
+        doc: "The metadata quorum as comma-separated id@host:port; unset = this node alone at the controller listener (<node.id>@127.0.0.1:9093).",
+    },
+    BrokerSetting {
+        name: "controller.listener.names",
+        kind: ValueKind::List,
+        default: Some("CONTROLLER"),
+        scope: Scope::Node,
+        doc: "Names of the listeners in `listeners` that serve the controller quorum (not clients).",
+    },
+    BrokerSetting {
+        name: "metadata.log.dir",
+        kind: ValueKind::String,
+        default: None,
+        scope: Scope::Node,
+        doc: "Directory holding the metadata quorum's log (in its `metadata` folder); unset = the log dir that has it, else the first log dir.",
+    },
+    BrokerSetting {
         name: "listeners",
         kind: ValueKind::List,
-        default: Some("PLAINTEXT://127.0.0.1:9092"),
+        default: Some("PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"),
         scope: Scope::Node,
-        doc: "Comma-separated NAME://host:port to bind. Only PLAINTEXT is implemented so far.",
+        doc: "Comma-separated NAME://host:port to bind: PLAINTEXT for clients (TLS and SASL are not implemented yet) and the controller listener named in controller.listener.names.",
     },
     BrokerSetting {
         name: "advertised.listeners",

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use isthmus_controller::Voter;
 
 use super::defs::{broker_setting, env_name, suggest, validate, BROKER_SETTINGS};
 
@@ -106,7 +107,13 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// A client listener (`PLAINTEXT://host:port`).
     pub fn parse(text: &str) -> Result<Listener, String> {
+        Self::parse_with(text, &[])
+    }
+
+    /// A client listener, or one whose name is in `controller_names`.
+    pub fn parse_with(text: &str, controller_names: &[String]) -> Result<Listener, String> {
         let (name, rest) = text
             .split_once("://")
             .ok_or_else(|| format!("listener '{text}' must look like PLAINTEXT://host:port"))?;
@@ -117,7 +124,7 @@ impl Listener {
             .parse()
             .map_err(|_| format!("listener '{text}' has an invalid port '{port}'"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        if name != "PLAINTEXT" {
+        if name != "PLAINTEXT" && !controller_names.iter().any(|c| c == name) {
             return Err(format!(
                 "listener '{text}': only PLAINTEXT listeners are implemented so far (TLS and SASL come later)"
             ));
@@ -144,12 +151,29 @@ impl Listener {
     }
 }
 
+/// What a node runs (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
 /// The node's typed configuration (fixed for the life of the process) plus the raw settings,
 /// whose dynamic ones the broker may change at run time.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub node_id: i32,
     pub rack: Option<String>,
+    /// `process.roles`.
+    pub roles: Roles,
+    /// `controller.quorum.voters` (or its default: this node at the controller listener).
+    pub voters: Vec<Voter>,
+    /// The listener of `listeners` named in `controller.listener.names`. `None` only for a
+    /// quorum of this node alone, whose controller has no peers to listen for.
+    pub controller_listener: Option<Listener>,
+    /// `metadata.log.dir` when set.
+    pub metadata_log_dir: Option<PathBuf>,
+    /// Client listeners (the controller listener is not among them).
     pub listeners: Vec<Listener>,
     pub advertised_listeners: Option<Vec<Listener>>,
     pub log_dirs: Vec<PathBuf>,
@@ -174,9 +198,13 @@ impl NodeConfig {
                 .map(String::from)
                 .collect()
         };
-        let listeners: Vec<Listener> = list("listeners")
+        let controller_names = list("controller.listener.names");
+        if controller_names.iter().any(|n| n == "PLAINTEXT") {
+            return Err("controller.listener.names names PLAINTEXT, the client listener; give the controller listener its own name, e.g. CONTROLLER".into());
+        }
+        let all_listeners: Vec<Listener> = list("listeners")
             .iter()
-            .map(|l| Listener::parse(l))
+            .map(|l| Listener::parse_with(l, &controller_names))
             .collect::<Result<_, _>>()
             .map_err(|e| {
                 format!(
@@ -184,17 +212,36 @@ impl NodeConfig {
                     settings.source("listeners").unwrap_or(&Source::Default)
                 )
             })?;
+        let (controller_listeners, listeners): (Vec<Listener>, Vec<Listener>) = all_listeners
+            .into_iter()
+            .partition(|l| controller_names.contains(&l.name));
+        let node_id = settings.i64("node.id").unwrap_or_default() as i32;
+        let roles = parse_roles(settings.get("process.roles").unwrap_or("broker,controller"));
+        if !roles.broker {
+            return Err("process.roles=controller (a controller-only node) is not implemented yet; run broker,controller (the default) for now".into());
+        }
+        if !roles.controller {
+            return Err("process.roles=broker (a broker using remote controllers) is not implemented yet; run broker,controller (the default) for now".into());
+        }
         if listeners.is_empty() {
             return Err(
-                "listeners is empty; set at least one, e.g. PLAINTEXT://127.0.0.1:9092".into(),
+                "listeners has no client listener; set at least one, e.g. PLAINTEXT://127.0.0.1:9092".into(),
             );
         }
+        let (controller_listener, voters) =
+            controller_setup(&settings, node_id, controller_listeners, &listeners)?;
         let advertised_listeners = if settings.get("advertised.listeners").is_some() {
             let adv: Vec<Listener> = list("advertised.listeners")
                 .iter()
-                .map(|l| Listener::parse(l))
+                .map(|l| Listener::parse_with(l, &controller_names))
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("advertised.listeners: {e}"))?;
+            if let Some(c) = adv.iter().find(|a| controller_names.contains(&a.name)) {
+                return Err(format!(
+                    "advertised.listeners names the controller listener {}; clients cannot use it, list only client listeners (PLAINTEXT)",
+                    c.name
+                ));
+            }
             for a in &adv {
                 if a.host.is_empty() || a.host == "0.0.0.0" || a.host == "::" {
                     return Err(format!(
@@ -223,13 +270,22 @@ impl NodeConfig {
             settings.get("group.consumer.assignors").unwrap_or(""),
         )
         .map_err(|e| format!("group.consumer.assignors: {e}"))?;
+        let metadata_log_dir = settings
+            .get("metadata.log.dir")
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
         let number = |name: &str| settings.i64(name).unwrap_or_default();
         Ok(NodeConfig {
-            node_id: number("node.id") as i32,
+            node_id,
             rack: settings
                 .get("broker.rack")
                 .filter(|r| !r.is_empty())
                 .map(String::from),
+            roles,
+            voters,
+            controller_listener,
+            metadata_log_dir,
             listeners,
             advertised_listeners,
             log_dirs,
@@ -242,6 +298,103 @@ impl NodeConfig {
         })
     }
 }
+
+fn parse_roles(value: &str) -> Roles {
+    let has = |role: &str| value.split(',').any(|r| r.trim() == role);
+    Roles {
+        broker: has("broker"),
+        controller: has("controller"),
+    }
+}
+
+/// Checks the controller listener against `controller.quorum.voters` and returns both (the
+/// voters defaulting to this node alone at the controller listener).
+fn controller_setup(
+    settings: &Settings,
+    node_id: i32,
+    mut controller_listeners: Vec<Listener>,
+    client_listeners: &[Listener],
+) -> Result<(Option<Listener>, Vec<Voter>), String> {
+    if controller_listeners.len() > 1 {
+        return Err(format!(
+            "listeners has {} controller listeners ({}); give exactly one listener named in controller.listener.names",
+            controller_listeners.len(),
+            controller_listeners
+                .iter()
+                .map(|l| format!("{}://{}:{}", l.name, l.host, l.port))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let controller_listener = controller_listeners.pop();
+    if let Some(c) = &controller_listener {
+        if let Some(clash) = client_listeners
+            .iter()
+            .find(|l| l.port == c.port && c.port != 0)
+        {
+            return Err(format!(
+                "listeners: the controller listener {}://{}:{} and the client listener {}://{}:{} use the same port; give the controller its own port (e.g. 9093)",
+                c.name, c.host, c.port, clash.name, clash.host, clash.port
+            ));
+        }
+    }
+    let voters = match settings.get("controller.quorum.voters").map(str::trim) {
+        Some(text) if !text.is_empty() => isthmus_controller::parse_voters(text).map_err(|e| {
+            format!(
+                "controller.quorum.voters (from {}): {e}",
+                settings
+                    .source("controller.quorum.voters")
+                    .unwrap_or(&Source::Default)
+            )
+        })?,
+        _ => {
+            let (host, port) = match &controller_listener {
+                Some(c) if c.port != 0 => {
+                    let host = if c.host.is_empty() || c.host == "0.0.0.0" || c.host == "::" {
+                        "127.0.0.1".to_string()
+                    } else {
+                        c.host.clone()
+                    };
+                    (host, c.port)
+                }
+                _ => ("127.0.0.1".to_string(), DEFAULT_CONTROLLER_PORT),
+            };
+            vec![Voter {
+                id: node_id as u64,
+                host,
+                port,
+            }]
+        }
+    };
+    let Some(me) = voters.iter().find(|v| v.id == node_id as u64) else {
+        return Err(format!(
+            "node.id {node_id} is not among controller.quorum.voters `{}`; with process.roles=broker,controller this node must be a voter: add {node_id}@host:port",
+            voters.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")
+        ));
+    };
+    if voters.len() > 1 {
+        return Err(format!(
+            "controller.quorum.voters names {} voters; a quorum of several nodes is not implemented yet, so list only this node (e.g. {node_id}@127.0.0.1:{DEFAULT_CONTROLLER_PORT})",
+            voters.len()
+        ));
+    }
+    if let Some(c) = &controller_listener {
+        if c.port != 0 && c.port != me.port {
+            return Err(format!(
+                "controller.quorum.voters puts node {node_id} at {} but the controller listener {}://{}:{} binds port {}; make the two ports agree",
+                me.addr(),
+                c.name,
+                c.host,
+                c.port,
+                c.port
+            ));
+        }
+    }
+    Ok((controller_listener, voters))
+}
+
+/// The controller port of the default voter list (KRaft's usual one).
+pub const DEFAULT_CONTROLLER_PORT: u16 = 9093;
 
 /// The command line: `--config FILE` plus one `--<kafka.name> VALUE` flag per setting, each
 /// also readable from its `ISTHMUS_*` variable.
@@ -261,7 +414,23 @@ pub fn command() -> Command {
                 .long("config")
                 .env("ISTHMUS_CONFIG")
                 .value_name("FILE")
+                .global(true)
                 .help("TOML file with settings by their Kafka names"),
+        )
+        .subcommand(
+            Command::new("format")
+                .about("Initialise the metadata directory and the log dirs of a node (refuses a non-empty metadata directory)")
+                .arg(
+                    Arg::new("cluster-id")
+                        .long("cluster-id")
+                        .value_name("ID")
+                        .required(true)
+                        .help("The cluster id, e.g. from `isthmus random-uuid`"),
+                ),
+        )
+        .subcommand(
+            Command::new("random-uuid")
+                .about("Print a new random cluster id (a UUID in URL-safe base64, as Kafka's)"),
         );
     for setting in BROKER_SETTINGS {
         let help = match setting.default {
@@ -273,6 +442,7 @@ pub fn command() -> Command {
                 .long(setting.name)
                 .value_name("VALUE")
                 .action(ArgAction::Set)
+                .global(true)
                 .help(help),
         );
     }
@@ -388,6 +558,26 @@ mod tests {
             }]
         );
         assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
+        assert_eq!(
+            c.roles,
+            Roles {
+                broker: true,
+                controller: true
+            }
+        );
+        assert_eq!(
+            c.controller_listener,
+            Some(Listener {
+                name: "CONTROLLER".into(),
+                host: "127.0.0.1".into(),
+                port: 9093
+            })
+        );
+        assert_eq!(
+            c.voters,
+            isthmus_controller::parse_voters("1@127.0.0.1:9093").unwrap()
+        );
+        assert_eq!(c.metadata_log_dir, None);
         assert!(c.auto_create_topics);
         assert_eq!(c.settings.get("log.segment.bytes"), Some("1073741824"));
         assert_eq!(
@@ -437,6 +627,124 @@ mod tests {
         let e =
             load_args(&["--advertised.listeners", "PLAINTEXT://0.0.0.0:9092"], &[]).unwrap_err();
         assert!(e.contains("not an address clients can connect to"), "{e}");
+    }
+
+    #[test]
+    fn quorum_settings_are_checked_together() {
+        // Voters default to this node at its controller listener; without one (a quorum of
+        // this node alone) the controller needs no listener.
+        let c = load_args(
+            &[
+                "--node.id",
+                "4",
+                "--listeners",
+                "PLAINTEXT://:9192,CONTROLLER://:9193",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.voters,
+            isthmus_controller::parse_voters("4@127.0.0.1:9193").unwrap()
+        );
+        assert_eq!(c.listeners.len(), 1);
+        let c = load_args(&["--listeners", "PLAINTEXT://127.0.0.1:0"], &[]).unwrap();
+        assert_eq!(c.controller_listener, None);
+        let c = load_args(
+            &[
+                "--controller.listener.names",
+                "QUORUM",
+                "--listeners",
+                "PLAINTEXT://127.0.0.1:9092,QUORUM://127.0.0.1:9500",
+                "--metadata.log.dir",
+                "/meta",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.controller_listener.unwrap().port, 9500);
+        assert_eq!(c.metadata_log_dir, Some(PathBuf::from("/meta")));
+
+        let refused: &[(&[&str], &[&str])] = &[
+            (
+                &["--process.roles", "broker"],
+                &["process.roles=broker", "not implemented yet"],
+            ),
+            (
+                &["--process.roles", "controller"],
+                &["process.roles=controller", "not implemented yet"],
+            ),
+            (&["--process.roles", "witness"], &["process.roles", "broker,controller"]),
+            (
+                &["--controller.quorum.voters", "2@127.0.0.1:9093"],
+                &["node.id 1 is not among controller.quorum.voters", "add 1@host:port"],
+            ),
+            (
+                &["--controller.quorum.voters", "1@127.0.0.1:9093,2@127.0.0.1:9094"],
+                &["2 voters", "not implemented yet"],
+            ),
+            (
+                &["--controller.quorum.voters", "1@127.0.0.1"],
+                &["controller.quorum.voters", "id@host:port"],
+            ),
+            (
+                &["--controller.quorum.voters", "1@127.0.0.1:9300"],
+                &["127.0.0.1:9300", "binds port 9093", "make the two ports agree"],
+            ),
+            (
+                &["--listeners", "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9092"],
+                &["same port"],
+            ),
+            (
+                &[
+                    "--listeners",
+                    "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093,CONTROLLER://127.0.0.1:9094",
+                ],
+                &["2 controller listeners"],
+            ),
+            (&["--listeners", "CONTROLLER://127.0.0.1:9093"], &["no client listener"]),
+            (
+                &["--controller.listener.names", "PLAINTEXT"],
+                &["controller.listener.names", "own name"],
+            ),
+            (
+                &["--advertised.listeners", "CONTROLLER://10.0.0.1:9093"],
+                &["advertised.listeners", "controller listener"],
+            ),
+        ];
+        for (args, needles) in refused {
+            let e = load_args(args, &[]).unwrap_err();
+            for n in *needles {
+                assert!(e.contains(n), "{args:?}: {e:?} lacks {n:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn format_and_random_uuid_subcommands_take_the_settings_flags() {
+        let m = command()
+            .try_get_matches_from([
+                "isthmus",
+                "format",
+                "--cluster-id",
+                "abc",
+                "--log.dirs",
+                "/d",
+            ])
+            .unwrap();
+        let (name, sub) = m.subcommand().unwrap();
+        assert_eq!(name, "format");
+        assert_eq!(sub.get_one::<String>("cluster-id").unwrap(), "abc");
+        let c = load(sub, |_| None).unwrap();
+        assert_eq!(c.log_dirs, vec![PathBuf::from("/d")]);
+        assert!(command()
+            .try_get_matches_from(["isthmus", "format"])
+            .unwrap_err()
+            .to_string()
+            .contains("--cluster-id"));
+        assert!(command()
+            .try_get_matches_from(["isthmus", "random-uuid"])
+            .is_ok());
     }
 
     #[test]

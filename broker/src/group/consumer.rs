@@ -644,8 +644,7 @@ mod tests {
                     name: name.to_string(),
                     id: Uuid::from_bytes([*id; 16]),
                     partitions: *partitions,
-                    configs: Default::default(),
-                    leader_epoch: 0,
+                    ..Default::default()
                 }),
             );
         }

@@ -1,6 +1,6 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and the broker.
-//! Topic overrides and dynamic broker settings are persisted in the metadata image and
-//! applied to open partitions at once.
+//! Topic overrides and dynamic broker settings are committed to the metadata quorum and
+//! applied to open partitions before the answer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -339,51 +339,35 @@ fn apply(
         ),
         RESOURCE_BROKER => {
             check_broker_name(broker, name)?;
-            let _admin = broker.admin_lock();
-            let mut dynamic = broker.metadata.image().broker_configs.clone();
-            if replace {
-                dynamic.clear();
-            }
-            for (key, op, value) in changes {
-                let setting = broker_setting(key).ok_or_else(|| {
-                    kafka(
-                        ResponseError::InvalidConfig,
-                        format!("unknown broker config '{key}'"),
-                    )
-                })?;
-                if setting.scope != Scope::Dynamic {
-                    return Err(kafka(
-                        ResponseError::InvalidRequest,
-                        format!(
-                            "'{key}' cannot be changed while the broker runs; set it at startup"
-                        ),
-                    ));
-                }
-                edit(&mut dynamic, key, *op, value.as_deref(), &setting.kind)?;
-            }
-            // Every topic must still have settings its log accepts under the new defaults.
-            let candidate = broker.settings_with_dynamic(&dynamic);
-            for record in broker.metadata.image().topics.values() {
-                topics::check_log_config(&record.configs, &candidate).map_err(|e| {
-                    kafka(
-                        ResponseError::InvalidConfig,
-                        format!("topic '{}' would get invalid settings: {e}", record.name),
-                    )
-                })?;
-            }
-            if validate_only {
-                return Ok(());
-            }
-            broker.metadata.update(|image| {
-                image.broker_configs = dynamic.clone();
-                Ok(())
-            })?;
-            broker.set_dynamic_settings(&dynamic);
-            let settings = broker.settings();
-            for record in broker.metadata.image().topics.values() {
-                broker.replicas.apply_settings(record, &settings);
-            }
-            Ok(())
+            // Both the cluster default ("") and this node's id edit the cluster-wide
+            // dynamic defaults: per-broker dynamic overrides are not kept apart yet.
+            topics::set_broker_configs(
+                broker,
+                |dynamic| {
+                    if replace {
+                        dynamic.clear();
+                    }
+                    for (key, op, value) in changes {
+                        let setting = broker_setting(key).ok_or_else(|| {
+                            kafka(
+                                ResponseError::InvalidConfig,
+                                format!("unknown broker config '{key}'"),
+                            )
+                        })?;
+                        if setting.scope != Scope::Dynamic {
+                            return Err(kafka(
+                                ResponseError::InvalidRequest,
+                                format!(
+                                    "'{key}' cannot be changed while the broker runs; set it at startup"
+                                ),
+                            ));
+                        }
+                        edit(dynamic, key, *op, value.as_deref(), &setting.kind)?;
+                    }
+                    Ok(())
+                },
+                validate_only,
+            )
         }
         other => Err(kafka(
             ResponseError::InvalidRequest,

@@ -76,7 +76,12 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                         .collect();
                     base.with_topic_id(record.id)
                         .with_num_partitions(record.partitions)
-                        .with_replication_factor(1)
+                        .with_replication_factor(
+                            record
+                                .partition_states
+                                .first()
+                                .map_or(-1, |p| p.replicas.len() as i16),
+                        )
                         .with_configs(Some(described))
                 }
                 Err(e) => base

@@ -1,4 +1,5 @@
-//! DescribeCluster: the cluster id, the controller and the brokers.
+//! DescribeCluster: the cluster id, the active controller (the quorum's leader) and the
+//! unfenced brokers of the metadata image.
 
 use std::sync::Arc;
 
@@ -6,7 +7,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterResponse, RequestKind, ResponseKind};
 
-use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
+use super::metadata::{controller_id, live_brokers, AUTHORIZED_OPERATIONS_OMITTED};
 use super::{mismatched, text};
 use crate::broker::Broker;
 use crate::dispatch::{Reply, RequestContext};
@@ -25,16 +26,21 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
             .with_endpoint_type(req.endpoint_type);
         return Reply::Now(ResponseKind::DescribeCluster(response));
     }
-    let (host, port) = broker.endpoint();
+    let brokers = live_brokers(broker, &broker.metadata.image())
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(text(b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.map(text))
+        })
+        .collect();
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
         .with_cluster_id(text(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id()))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id()))
-            .with_host(text(host))
-            .with_port(port as i32)
-            .with_rack(broker.rack().map(text))])
+        .with_controller_id(BrokerId(controller_id(broker)))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     Reply::Now(ResponseKind::DescribeCluster(response))
 }

@@ -36,7 +36,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
     }
     // Without a transactional id Kafka hands out a fresh id on every call (also when an
     // existing id and epoch are given, KIP-360), so sequences always start from zero.
-    let response = match broker.producer_ids.next_id() {
+    let response = match broker.producer_ids.next_id(&broker.metadata) {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

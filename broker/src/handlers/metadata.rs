@@ -1,5 +1,6 @@
-//! Metadata: brokers, controller and topics (with ids) from the local image; creates topics
-//! that do not exist when auto-create is on and the client allows it.
+//! Metadata: brokers, controller and topics (with ids, replicas, ISR, leaders and leader
+//! epochs from the partition records) from the local view of the metadata image; creates
+//! topics that do not exist when auto-create is on and the client allows it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use super::{mismatched, text};
 use crate::broker::Broker;
 use crate::dispatch::{Reply, RequestContext};
 use crate::metadata::names::validate_topic_name;
-use crate::metadata::TopicRecord;
+use crate::metadata::{Image, TopicRecord};
 use crate::topics::{self, NewTopic};
 
 /// Kafka's own internal topics; clients hide them from topic listings.
@@ -58,15 +59,20 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
             })
             .collect(),
     };
-    let (host, port) = broker.endpoint();
+    let brokers = live_brokers(broker, &broker.metadata.image())
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(text(b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.map(text))
+        })
+        .collect();
     let response = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.node_id()))
-            .with_host(text(host))
-            .with_port(port as i32)
-            .with_rack(broker.rack().map(text))])
+        .with_brokers(brokers)
         .with_cluster_id(Some(text(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_controller_id(BrokerId(controller_id(broker)))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     Reply::Now(ResponseKind::Metadata(response))
@@ -107,21 +113,74 @@ fn by_name(broker: &Arc<Broker>, name: &str, allow_create: bool) -> MetadataResp
     }
 }
 
-fn describe(broker: &Broker, topic: &TopicRecord) -> MetadataResponseTopic {
-    let me = BrokerId(broker.node_id());
-    let partitions = (0..topic.partitions)
-        .map(|index| {
-            let epoch = broker
-                .replicas
-                .partition(&topic.name, index)
-                .map(|p| p.leader_epoch())
-                .unwrap_or(topic.leader_epoch);
-            MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_leader_id(me)
-                .with_leader_epoch(epoch)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
+/// A broker as Metadata and DescribeCluster report it.
+pub struct LiveBroker {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// The unfenced brokers of `image` at their endpoint of the listener clients use here (this
+/// node always, at its advertised address).
+pub fn live_brokers(broker: &Broker, image: &Image) -> Vec<LiveBroker> {
+    let me = broker.node_id();
+    let (host, port) = broker.endpoint();
+    let mut out = vec![LiveBroker {
+        id: me,
+        host,
+        port,
+        rack: broker.rack().map(String::from),
+    }];
+    for b in image.brokers.values() {
+        if b.broker_id == me || b.fenced {
+            continue;
+        }
+        let endpoint = b
+            .endpoints
+            .iter()
+            .find(|e| e.name == broker.listener_name())
+            .or_else(|| b.endpoints.first());
+        if let Some(e) = endpoint {
+            out.push(LiveBroker {
+                id: b.broker_id,
+                host: e.host.clone(),
+                port: e.port,
+                rack: b.rack.clone(),
+            });
+        }
+    }
+    out.sort_by_key(|b| b.id);
+    out
+}
+
+/// The active controller as clients are told (-1 while there is none).
+pub fn controller_id(broker: &Broker) -> i32 {
+    broker
+        .metadata
+        .controller()
+        .leader()
+        .and_then(|l| i32::try_from(l).ok())
+        .unwrap_or(-1)
+}
+
+fn describe(_broker: &Broker, topic: &TopicRecord) -> MetadataResponseTopic {
+    let partitions = topic
+        .partition_states
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let base = MetadataResponsePartition::default()
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect());
+            if p.leader < 0 {
+                base.with_error_code(ResponseError::LeaderNotAvailable.code())
+            } else {
+                base
+            }
         })
         .collect();
     MetadataResponseTopic::default()

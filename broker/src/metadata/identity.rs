@@ -20,10 +20,13 @@ pub struct LogDirLock {
     pub dir: PathBuf,
 }
 
-/// Locks every log dir, checks or writes `meta.properties`, and returns the cluster id.
+/// Locks every log dir, checks or writes `meta.properties`, and returns the cluster id:
+/// the one the dirs already have, else `wanted` (`isthmus format --cluster-id`), else a new
+/// random one. Dirs of another node or cluster (or not of `wanted`) are refused.
 pub fn claim_log_dirs(
     dirs: &[PathBuf],
     node_id: i32,
+    wanted: Option<&str>,
 ) -> Result<(String, Vec<LogDirLock>), BrokerError> {
     let mut locks = Vec::new();
     let mut cluster_id: Option<String> = None;
@@ -66,7 +69,16 @@ pub fn claim_log_dirs(
             }
         }
     }
-    let cluster_id = cluster_id.unwrap_or_else(new_cluster_id);
+    if let (Some(found), Some(wanted)) = (&cluster_id, wanted) {
+        if found != wanted {
+            return Err(BrokerError::Fatal(format!(
+                "the log dirs belong to cluster {found}, not {wanted}; give --cluster-id {found} or use empty log dirs"
+            )));
+        }
+    }
+    let cluster_id = cluster_id
+        .or_else(|| wanted.map(String::from))
+        .unwrap_or_else(new_cluster_id);
     for dir in dirs {
         if read_properties(&dir.join(META_PROPERTIES))?.is_none() {
             let text = format!("version=1\nnode.id={node_id}\ncluster.id={cluster_id}\n");
@@ -119,16 +131,23 @@ mod tests {
     fn identity_is_written_once_and_checked_after() {
         let dir = tempfile::tempdir().unwrap();
         let dirs = vec![dir.path().join("a"), dir.path().join("b")];
-        let (cluster, locks) = claim_log_dirs(&dirs, 3).unwrap();
+        let (cluster, locks) = claim_log_dirs(&dirs, 3, None).unwrap();
         assert_eq!(cluster.len(), 22);
         // A second claimant is refused while the first holds the locks.
-        let e = claim_log_dirs(&dirs, 3).unwrap_err().to_string();
+        let e = claim_log_dirs(&dirs, 3, None).unwrap_err().to_string();
         assert!(e.contains("in use"), "{e}");
         drop(locks);
-        let (again, _locks) = claim_log_dirs(&dirs, 3).unwrap();
+        let (again, _locks) = claim_log_dirs(&dirs, 3, None).unwrap();
         assert_eq!(again, cluster);
         drop(_locks);
-        let e = claim_log_dirs(&dirs, 4).unwrap_err().to_string();
+        let e = claim_log_dirs(&dirs, 4, None).unwrap_err().to_string();
         assert!(e.contains("node.id 3"), "{e}");
+        let e = claim_log_dirs(&dirs, 3, Some("other"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("--cluster-id {cluster}")), "{e}");
+        let fresh = vec![dir.path().join("c")];
+        let (given, _l) = claim_log_dirs(&fresh, 3, Some("given-id")).unwrap();
+        assert_eq!(given, "given-id");
     }
 }

@@ -1,8 +1,9 @@
 //! The partitions this node hosts, kept in step with the metadata image: opened at startup
-//! (with crash recovery when the last stop was not clean), created, grown and deleted as
-//! topics change, and closed cleanly on shutdown.
+//! (with crash recovery when the last stop was not clean), then created, grown, reconfigured
+//! and deleted as each new image says ([`ReplicaManager::reconcile`]: the partitions whose
+//! replica list names this node), and closed cleanly on shutdown.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,25 +21,29 @@ use crate::metadata::{Image, TopicRecord};
 /// logs need recovery.
 const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
 
-/// A topic's local partitions, replaced as a whole when partitions are added.
+/// A topic's local partitions, replaced as a whole when the topic changes.
 pub struct TopicReplicas {
     pub record: Arc<TopicRecord>,
+    /// The partitions this node hosts, by ascending index.
     pub partitions: Vec<Arc<Partition>>,
 }
 
 pub struct ReplicaManager {
+    node_id: i32,
     log_dirs: Vec<PathBuf>,
     topics: RwLock<HashMap<String, Arc<TopicReplicas>>>,
 }
 
 impl ReplicaManager {
-    /// Opens every partition of the image, recovering logs after an unclean stop, removes
-    /// directories of topics that no longer exist, and creates any the image has but the
-    /// disk lacks (a crash between the metadata write and the directory creation).
+    /// Opens every partition the image places on this node, recovering logs after an
+    /// unclean stop, sets aside directories of partitions the image does not place here,
+    /// and creates any the image has but the disk lacks (a crash between the metadata
+    /// commit and the directory creation).
     pub fn load(
         log_dirs: &[PathBuf],
         image: &Image,
         settings: &Settings,
+        node_id: i32,
     ) -> Result<ReplicaManager, BrokerError> {
         let mut found: HashMap<(String, i32), PathBuf> = HashMap::new();
         let mut clean = true;
@@ -72,11 +77,15 @@ impl ReplicaManager {
             }
         }
         let manager = ReplicaManager {
+            node_id,
             log_dirs: log_dirs.to_vec(),
             topics: RwLock::new(HashMap::new()),
         };
         for ((topic, index), dir) in &found {
-            let known = image.topic(topic).is_some_and(|t| *index < t.partitions);
+            let known = image.topic(topic).is_some_and(|t| {
+                t.partition(*index)
+                    .is_some_and(|p| p.replicas.contains(&node_id))
+            });
             if !known {
                 set_aside_stray(dir, &format!("{topic}-{index}"))?;
             }
@@ -86,28 +95,13 @@ impl ReplicaManager {
         }
         for record in image.topics.values() {
             let topic_settings = TopicSettings::resolve(&record.configs, settings);
-            let mut partitions = Vec::with_capacity(record.partitions as usize);
-            for index in 0..record.partitions {
+            let mut partitions = Vec::new();
+            for index in record.hosted_on(node_id) {
                 let dir = match found.get(&(record.name.clone(), index)) {
                     Some(dir) => dir.clone(),
                     None => manager.pick_log_dir(&partitions),
                 };
-                let partition = match open_partition(&dir, record, index, &topic_settings, clean) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(topic = %record.name, partition = index, dir = %dir.display(), error = %e,
-                            "cannot open the partition's log; it stays offline until repaired");
-                        Partition::offline(
-                            &record.name,
-                            record.id,
-                            index,
-                            dir.clone(),
-                            topic_settings.clone(),
-                            record.leader_epoch,
-                        )
-                    }
-                };
-                partitions.push(partition);
+                partitions.push(open_or_offline(&dir, record, index, &topic_settings, clean));
             }
             manager.topics.write().insert(
                 record.name.clone(),
@@ -134,9 +128,18 @@ impl ReplicaManager {
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let topics = self.topics.read();
         let t = topics.get(topic)?;
-        usize::try_from(index)
+        // Every partition is local on a single node, so the index is the position.
+        let by_position = usize::try_from(index)
             .ok()
             .and_then(|i| t.partitions.get(i))
+            .filter(|p| p.index == index);
+        by_position
+            .or_else(|| {
+                t.partitions
+                    .binary_search_by_key(&index, |p| p.index)
+                    .ok()
+                    .map(|i| &t.partitions[i])
+            })
             .cloned()
     }
 
@@ -152,55 +155,90 @@ impl ReplicaManager {
         &self.log_dirs
     }
 
-    /// Creates the logs of a new topic, or of the partitions added to an existing one.
-    pub fn ensure_topic(
-        &self,
-        record: &Arc<TopicRecord>,
-        settings: &Settings,
-    ) -> Result<(), BrokerError> {
-        let topic_settings = TopicSettings::resolve(&record.configs, settings);
-        let existing = self.topic(&record.name);
-        let mut partitions: Vec<Arc<Partition>> =
-            existing.map(|t| t.partitions.clone()).unwrap_or_default();
-        let first_new = partitions.len();
-        for index in partitions.len() as i32..record.partitions {
-            let dir = self.pick_log_dir(&partitions[first_new..]);
-            match open_partition(&dir, record, index, &topic_settings, true) {
-                Ok(p) => partitions.push(p),
-                Err(e) => {
-                    // Close what this call opened so no flusher or file stays behind.
-                    for p in &partitions[first_new..] {
-                        if let Some(log) = p.take_log() {
-                            let _ = log.delete();
-                        }
-                    }
-                    return Err(e);
+    /// Brings the local partitions in line with `image`: deletes those of topics that are
+    /// gone (or were recreated under a new id) and those no longer placed here, opens new
+    /// ones, and hands changed settings (`settings_changed`: the dynamic broker defaults
+    /// moved) and leader epochs to the open ones. A partition whose log cannot be created
+    /// stays offline (KAFKA_STORAGE_ERROR) rather than stopping the others.
+    pub fn reconcile(&self, image: &Image, settings: &Settings, settings_changed: bool) {
+        let open: Vec<(String, Arc<TopicReplicas>)> = self
+            .topics
+            .read()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        for (name, local) in &open {
+            let gone = image
+                .topic(name)
+                .is_none_or(|record| record.id != local.record.id);
+            if gone {
+                if let Err(e) = self.delete_topic(name) {
+                    tracing::error!(topic = %name, error = %e, "deleting the topic's logs failed");
+                } else {
+                    tracing::info!(topic = %name, id = %local.record.id, "deleted topic");
                 }
             }
         }
-        self.topics.write().insert(
-            record.name.clone(),
-            Arc::new(TopicReplicas {
-                record: record.clone(),
-                partitions,
-            }),
-        );
-        Ok(())
-    }
-
-    /// Applies changed topic or broker settings to every open partition of the topic.
-    pub fn apply_settings(&self, record: &Arc<TopicRecord>, settings: &Settings) {
-        let topic_settings = TopicSettings::resolve(&record.configs, settings);
-        let mut topics = self.topics.write();
-        if let Some(t) = topics.get(&record.name) {
-            for p in &t.partitions {
-                p.update_settings(topic_settings.clone());
+        for record in image.topics.values() {
+            let local = self.topic(&record.name);
+            if let Some(l) = &local {
+                if Arc::ptr_eq(&l.record, record) && !settings_changed {
+                    continue;
+                }
             }
-            let updated = TopicReplicas {
-                record: record.clone(),
-                partitions: t.partitions.clone(),
-            };
-            topics.insert(record.name.clone(), Arc::new(updated));
+            let configs_changed = settings_changed
+                || local
+                    .as_ref()
+                    .is_none_or(|l| l.record.configs != record.configs);
+            let topic_settings = TopicSettings::resolve(&record.configs, settings);
+            let mut old: BTreeMap<i32, Arc<Partition>> = local
+                .as_ref()
+                .map(|l| l.partitions.iter().map(|p| (p.index, p.clone())).collect())
+                .unwrap_or_default();
+            let mut partitions: Vec<Arc<Partition>> = Vec::new();
+            let mut opened = 0;
+            for index in record.hosted_on(self.node_id) {
+                let epoch = record.partition(index).map_or(0, |p| p.leader_epoch);
+                match old.remove(&index) {
+                    Some(p) => {
+                        if configs_changed {
+                            p.update_settings(topic_settings.clone());
+                        }
+                        p.set_leader_epoch(epoch);
+                        partitions.push(p);
+                    }
+                    None => {
+                        let dir = self.pick_log_dir(&partitions);
+                        partitions.push(open_or_offline(
+                            &dir,
+                            record,
+                            index,
+                            &topic_settings,
+                            true,
+                        ));
+                        opened += 1;
+                    }
+                }
+            }
+            for p in old.values() {
+                if let Some(log) = p.take_log() {
+                    if let Err(e) = log.delete() {
+                        tracing::error!(topic = %p.topic, partition = p.index, error = %e, "deleting a partition moved off this node failed");
+                    }
+                }
+            }
+            if local.is_none() {
+                tracing::info!(topic = %record.name, partitions = record.partitions, id = %record.id, "created topic");
+            } else if opened > 0 {
+                tracing::info!(topic = %record.name, partitions = record.partitions, "added partitions");
+            }
+            self.topics.write().insert(
+                record.name.clone(),
+                Arc::new(TopicReplicas {
+                    record: record.clone(),
+                    partitions,
+                }),
+            );
         }
     }
 
@@ -276,6 +314,32 @@ impl ReplicaManager {
     }
 }
 
+/// Opens (or creates) a partition's log; one that cannot be opened is listed offline.
+fn open_or_offline(
+    dir: &Path,
+    record: &TopicRecord,
+    index: i32,
+    settings: &TopicSettings,
+    clean: bool,
+) -> Arc<Partition> {
+    let epoch = record.partition(index).map_or(0, |p| p.leader_epoch);
+    match open_partition(dir, record, index, settings, clean) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(topic = %record.name, partition = index, dir = %dir.display(), error = %e,
+                "cannot open the partition's log; it stays offline until repaired");
+            Partition::offline(
+                &record.name,
+                record.id,
+                index,
+                dir.to_path_buf(),
+                settings.clone(),
+                epoch,
+            )
+        }
+    }
+}
+
 fn open_partition(
     dir: &Path,
     record: &TopicRecord,
@@ -292,7 +356,7 @@ fn open_partition(
         dir.to_path_buf(),
         log,
         settings.clone(),
-        record.leader_epoch,
+        record.partition(index).map_or(0, |p| p.leader_epoch),
     ))
 }
 

@@ -111,6 +111,11 @@ impl Partition {
         self.leader_epoch.load(Ordering::Acquire)
     }
 
+    /// Takes the leader epoch of a newer partition record; epochs never go back.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+
     pub fn settings(&self) -> TopicSettings {
         self.settings.read().clone()
     }

@@ -4,23 +4,42 @@ pub mod connection;
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::broker::Broker;
 use crate::config::load::Listener;
+use crate::config::NodeConfig;
 use crate::error::BrokerError;
 
-/// Binds every listener; returns them with the ports actually bound (port 0 = any free one).
-pub async fn bind(broker: &Arc<Broker>) -> Result<Vec<(Listener, TcpListener)>, BrokerError> {
+/// Backlog of each client listener.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds every client listener without listening yet, so the ports are reserved (port 0
+/// resolves to a free one, which the broker registers) while clients are still refused
+/// until the node is ready ([`listen`]).
+pub async fn bind(node: &NodeConfig) -> Result<Vec<(Listener, TcpSocket)>, BrokerError> {
     let mut bound = Vec::new();
-    for listener in &broker.node.listeners {
+    for listener in &node.listeners {
         let address = listener.bind_address();
-        let socket = TcpListener::bind(&address).await.map_err(|e| {
+        let cannot = |e: &dyn std::fmt::Display| {
             BrokerError::Fatal(format!(
                 "cannot listen on {address} ({}): {e}; is another broker running there? change `listeners`",
                 listener.name
             ))
-        })?;
+        };
+        let addr = tokio::net::lookup_host(&address)
+            .await
+            .map_err(|e| cannot(&e))?
+            .next()
+            .ok_or_else(|| cannot(&"the host resolves to no address"))?;
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| cannot(&e))?;
+        socket.set_reuseaddr(true).map_err(|e| cannot(&e))?;
+        socket.bind(addr).map_err(|e| cannot(&e))?;
         let port = socket
             .local_addr()
             .map_err(|e| BrokerError::Fatal(e.to_string()))?
@@ -33,8 +52,25 @@ pub async fn bind(broker: &Arc<Broker>) -> Result<Vec<(Listener, TcpListener)>, 
             socket,
         ));
     }
-    broker.set_bound_listeners(&bound.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>());
     Ok(bound)
+}
+
+/// Starts listening on sockets from [`bind`].
+pub fn listen(
+    bound: Vec<(Listener, TcpSocket)>,
+) -> Result<Vec<(Listener, TcpListener)>, BrokerError> {
+    bound
+        .into_iter()
+        .map(|(listener, socket)| {
+            let l = socket.listen(LISTEN_BACKLOG).map_err(|e| {
+                BrokerError::Fatal(format!(
+                    "cannot listen on {}:{} ({}): {e}",
+                    listener.host, listener.port, listener.name
+                ))
+            })?;
+            Ok((listener, l))
+        })
+        .collect()
 }
 
 /// Accepts connections until shutdown is requested.
