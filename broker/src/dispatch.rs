@@ -34,6 +34,22 @@ pub struct RequestContext {
     pub peer: SocketAddr,
 }
 
+impl RequestContext {
+    /// The client id, "" when the client sent none.
+    pub fn client_id_text(&self) -> String {
+        self.header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The client's address as Kafka reports group members' hosts ("/1.2.3.4").
+    pub fn client_host(&self) -> String {
+        format!("/{}", self.peer.ip())
+    }
+}
+
 impl Deref for RequestContext {
     type Target = RequestHeader;
     fn deref(&self) -> &RequestHeader {

@@ -105,7 +105,9 @@ fn await_balanced(consumers: &[&BaseConsumer], seen: &mut HashMap<usize, usize>,
     }
 }
 
-fn run(assignor: &str) {
+/// A broker with fast group timing and a 12-partition topic "grouped" holding `records`
+/// records whose payloads are their index, spread round-robin over the partitions.
+fn broker_with_records(records: usize) -> TestBroker {
     let broker = TestBroker::start(&[
         ("group.initial.rebalance.delay.ms", "0"),
         ("group.consumer.heartbeat.interval.ms", "500"),
@@ -132,7 +134,7 @@ fn run(assignor: &str) {
         .set("bootstrap.servers", &bootstrap)
         .create()
         .unwrap();
-    for i in 0..RECORDS {
+    for i in 0..records {
         let payload = i.to_string();
         producer
             .send(
@@ -143,6 +145,12 @@ fn run(assignor: &str) {
             .unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();
+    broker
+}
+
+fn run(assignor: &str) {
+    let broker = broker_with_records(RECORDS);
+    let bootstrap = broker.bootstrap();
 
     let group = format!("g-{assignor}");
     let mut seen: HashMap<usize, usize> = HashMap::new();
@@ -339,43 +347,8 @@ fn spawn_crash_member(
 /// partition exactly once; every record is read; a record is read twice only if the
 /// crashed member read it without an acknowledged commit.
 fn run_with_crash(assignor: &str) {
-    let broker = TestBroker::start(&[
-        ("group.initial.rebalance.delay.ms", "0"),
-        ("group.consumer.heartbeat.interval.ms", "500"),
-        ("group.consumer.session.timeout.ms", "6000"),
-    ]);
+    let broker = broker_with_records(CRASH_RECORDS);
     let bootstrap = broker.bootstrap();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let r = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(
-                "grouped",
-                PARTITIONS,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    assert!(r[0].is_ok(), "{r:?}");
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    for i in 0..CRASH_RECORDS {
-        let payload = i.to_string();
-        producer
-            .send(
-                BaseRecord::<(), _>::to("grouped")
-                    .partition((i % PARTITIONS as usize) as i32)
-                    .payload(&payload),
-            )
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
     let per_partition = (CRASH_RECORDS / PARTITIONS as usize) as i64;
 
     let group = format!("crash-{assignor}");

@@ -121,17 +121,29 @@ pub struct PerfCommitArgs {
     pub json: bool,
 }
 
+/// Creates the benchmark topic if needed; returns a client and the topic's partitions.
+async fn prepare_topic(
+    opts: &ClientOpts,
+    topic: &str,
+    partitions: i32,
+    replication_factor: Option<i32>,
+) -> anyhow::Result<(Cluster, BTreeSet<i32>)> {
+    check_topic_name(topic)?;
+    admin::ensure_topic(opts, topic, partitions, replication_factor).await?;
+    let mut cluster = Cluster::connect(opts).await?;
+    let meta = cluster.metadata(Some(&[topic.to_owned()])).await?;
+    match meta.get(topic) {
+        Some(t) if t.error == 0 && !t.leaders.is_empty() => {
+            let partitions = t.leaders.keys().copied().collect();
+            Ok((cluster, partitions))
+        }
+        _ => bail!("topic '{topic}' has no partitions in metadata"),
+    }
+}
+
 pub async fn rebalance(opts: ClientOpts, a: PerfRebalanceArgs) -> anyhow::Result<()> {
-    check_topic_name(&a.topic)?;
-    admin::ensure_topic(&opts, &a.topic, a.partitions, a.replication_factor).await?;
-    let mut cluster = Cluster::connect(&opts).await?;
-    let meta = cluster
-        .metadata(Some(std::slice::from_ref(&a.topic)))
-        .await?;
-    let partitions: BTreeSet<i32> = match meta.get(&a.topic) {
-        Some(t) if t.error == 0 && !t.leaders.is_empty() => t.leaders.keys().copied().collect(),
-        _ => bail!("topic '{}' has no partitions in metadata", a.topic),
-    };
+    let (mut cluster, partitions) =
+        prepare_topic(&opts, &a.topic, a.partitions, a.replication_factor).await?;
     let prefix = format!("perf-rebalance-{}", std::process::id());
     let mut times_ms = Vec::new();
     for round in 1..=a.rounds {
@@ -475,16 +487,9 @@ struct CommitterResult {
 }
 
 pub async fn commit(opts: ClientOpts, a: PerfCommitArgs) -> anyhow::Result<()> {
-    check_topic_name(&a.topic)?;
-    admin::ensure_topic(&opts, &a.topic, a.partitions, a.replication_factor).await?;
-    let mut cluster = Cluster::connect(&opts).await?;
-    let meta = cluster
-        .metadata(Some(std::slice::from_ref(&a.topic)))
-        .await?;
-    let partitions: Vec<i32> = match meta.get(&a.topic) {
-        Some(t) if t.error == 0 && !t.leaders.is_empty() => t.leaders.keys().copied().collect(),
-        _ => bail!("topic '{}' has no partitions in metadata", a.topic),
-    };
+    let (mut cluster, partitions) =
+        prepare_topic(&opts, &a.topic, a.partitions, a.replication_factor).await?;
+    let partitions: Vec<i32> = partitions.into_iter().collect();
     let committers = a.committers as usize;
     if committers > partitions.len() {
         bail!(

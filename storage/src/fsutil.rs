@@ -1,7 +1,6 @@
 //! File naming and the durable-write helpers every on-disk file goes through.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, StorageError};
@@ -29,26 +28,13 @@ pub(crate) fn parse_offset_file(name: &str, suffix: &str) -> Option<i64> {
 
 /// Makes creations, renames and unlinks in `dir` durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+    crate::durable::sync_dir(dir).at(dir)
 }
 
 /// Replaces `dir/name` with `bytes` so that a crash leaves either the old or the new
-/// content: write `name.tmp`, fsync it, rename over, fsync the directory.
+/// content ([`crate::durable::write_atomically`]).
 pub(crate) fn atomic_write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let dst = dir.join(name);
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .at(&tmp)?;
-        f.write_all(bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
-    }
-    fs::rename(&tmp, &dst).at(&dst)?;
-    fsync_dir(dir)
+    crate::durable::write_atomically(dir, name, bytes).or_else(|(path, e)| Err(e).at(&path))
 }
 
 /// Removes a file; a file already gone is fine.

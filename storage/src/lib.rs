@@ -11,7 +11,8 @@
 //! - `epoch.rs`: the leader-epoch cache (`leader-epoch-checkpoint`).
 //! - `producer.rs`: idempotent-producer state and its snapshots.
 //! - `mmap.rs`: every memory map, and the crate's only `unsafe` code.
-//! - `fsutil.rs`: file naming, atomic replace, directory fsync.
+//! - `fsutil.rs`: file naming; atomic replace and directory fsync on top of [`durable`].
+//! - [`durable`]: directory fsync and atomic replace, public for the broker's own files.
 //! - [`LogConfig`] (`config.rs`), [`StorageError`] (`error.rs`).
 //!
 //! # Files in a partition directory (Kafka's layout)
@@ -66,6 +67,7 @@
 //! lock. One `Log` per directory: nothing stops a second instance, so the broker must.
 
 mod config;
+pub mod durable;
 mod epoch;
 mod error;
 mod fsutil;

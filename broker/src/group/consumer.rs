@@ -307,10 +307,6 @@ impl ConsumerGroup {
         member.client_id = args.client_id;
         member.client_host = args.client_host;
         member.session_deadline = now + config.session_timeout;
-        if joining {
-            // A (re)joining member owns nothing yet; a replaced static member keeps its due.
-            member.epoch = member.epoch.max(0);
-        }
 
         // 2. Refresh the subscribed topics' metadata when it may have changed.
         if bump || self.metadata_revision != Some(image.revision) {

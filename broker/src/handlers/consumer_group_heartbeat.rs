@@ -71,12 +71,8 @@ fn heartbeat(
         subscribed_regex: req.subscribed_topic_regex.map(|s| s.to_string()),
         server_assignor,
         owned,
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-        client_host: format!("/{}", header.peer.ip()),
+        client_id: header.client_id_text(),
+        client_host: header.client_host(),
     };
     let image = broker.metadata.image();
     match broker

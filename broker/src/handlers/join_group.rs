@@ -43,12 +43,8 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
         } else {
             req.session_timeout_ms
         },
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-        client_host: format!("/{}", header.peer.ip()),
+        client_id: header.client_id_text(),
+        client_host: header.client_host(),
         require_known_member: header.request_api_version >= 4,
     };
     match broker.groups.join(broker, args) {

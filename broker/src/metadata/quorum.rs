@@ -29,6 +29,7 @@ use super::store::Image;
 use crate::config::load::Listener;
 use crate::config::NodeConfig;
 use crate::error::BrokerError;
+use crate::metadata::store::sync_dir;
 use crate::replica::manager::is_partition_dir;
 
 /// The quorum's folder inside `metadata.log.dir` (it took over the name of the single-node
@@ -390,10 +391,4 @@ impl MetadataStore {
             tracing::warn!(error = %e, "stopping the controller");
         }
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), BrokerError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| BrokerError::io(dir, e))
 }

@@ -6,7 +6,6 @@
 //! leader and epochs. Dynamic broker settings are the cluster-wide defaults.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -117,16 +116,13 @@ impl Image {
 /// tmp file, fsync, rename over the old file, fsync the directory: a crash leaves either the
 /// old or the new content, never a mix.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), BrokerError> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let target = dir.join(name);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| BrokerError::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| BrokerError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| BrokerError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &target).map_err(|e| BrokerError::io(&target, e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| BrokerError::io(dir, e))?;
-    Ok(())
+    isthmus_storage::durable::write_atomically(dir, name, bytes)
+        .map_err(|(path, e)| BrokerError::io(&path, e))
+}
+
+/// Makes creations, renames and unlinks in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<(), BrokerError> {
+    isthmus_storage::durable::sync_dir(dir).map_err(|e| BrokerError::io(dir, e))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::config::topic::TopicSettings;
 use crate::config::Settings;
 use crate::error::BrokerError;
 use crate::metadata::names::validate_topic_name;
+use crate::metadata::store::sync_dir;
 use crate::metadata::{Image, TopicRecord};
 
 /// Written on clean shutdown, removed once the node is up: its absence at startup means the
@@ -396,12 +397,6 @@ fn parse_partition_dir(name: &str) -> Option<(String, i32)> {
     let index: i32 = index.parse().ok().filter(|i| *i >= 0)?;
     validate_topic_name(topic).ok()?;
     Some((topic.to_string(), index))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), BrokerError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| BrokerError::io(dir, e))
 }
 
 #[cfg(test)]

@@ -36,6 +36,28 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 /// The command the scripts tell people to run when a test tool is missing.
 pub const INSTALL_HINT: &str = "run `bash scripts/install-test-deps.sh` from the repository root";
 
+/// The `isthmus` binary. Cargo names it for the broker's own tests; another crate's tests
+/// (ops/, which includes this harness) find it in the same target folder, so the workspace
+/// must be built first, as `cargo nextest run --workspace` does.
+pub fn isthmus_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_isthmus") {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/deps/<test binary> → target/<profile>/isthmus
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary inside target/<profile>/deps")
+        .join("isthmus");
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (`cargo build` at the repository root)",
+        path.display()
+    );
+    path
+}
+
 /// The workspace root (the folder holding `Cargo.toml`, `scripts/`, `tests/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -250,7 +272,7 @@ impl TestBroker {
             .append(true)
             .open(&log_path)
             .expect("open broker.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_isthmus"));
+        let mut cmd = Command::new(isthmus_binary());
         cmd.arg("--listeners")
             .arg(format!("PLAINTEXT://127.0.0.1:{}", self.port))
             .arg("--log.dirs")
@@ -272,7 +294,7 @@ impl TestBroker {
             .stderr(Stdio::from(stderr));
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_isthmus")));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", isthmus_binary().display()));
         self.child = Some(child);
         self.wait_until_listening();
     }
