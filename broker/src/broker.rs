@@ -15,7 +15,7 @@ use crate::error::BrokerError;
 use crate::group::assignor::Assignor;
 use crate::group::consumer::ConsumerGroupConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
-use crate::metadata::identity::{claim_log_dirs, LogDirLock};
+use crate::metadata::identity::{claim_log_dirs, formatted_cluster_id, LogDirLock};
 use crate::metadata::{quorum, Image, MetadataStore};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica::ReplicaManager;
@@ -25,7 +25,7 @@ pub struct Broker {
     /// Node settings with dynamic overrides applied; read on every topic-settings resolve.
     settings: RwLock<Settings>,
     pub cluster_id: String,
-    pub metadata: MetadataStore,
+    pub metadata: Arc<MetadataStore>,
     pub replicas: ReplicaManager,
     pub producer_ids: ProducerIdAllocator,
     pub groups: GroupCoordinator,
@@ -41,10 +41,10 @@ pub struct Broker {
 
 /// The node between [`Broker::start_quorum`] and [`Broker::open`].
 pub struct QuorumStarted {
-    cluster_id: String,
+    pub cluster_id: String,
     dir_locks: Vec<LogDirLock>,
     parent: std::path::PathBuf,
-    pub metadata: MetadataStore,
+    pub metadata: Arc<MetadataStore>,
 }
 
 impl Broker {
@@ -58,10 +58,29 @@ impl Broker {
                 claimed.push(dir.clone());
             }
         }
+        let alone = node.roles.controller
+            && node.voters.len() == 1
+            && node.voters[0].id == node.node_id as u64;
+        if !alone && formatted_cluster_id(&claimed)?.is_none() {
+            return Err(BrokerError::Fatal(format!(
+                "the log dirs ({}) are not formatted; run `isthmus format --cluster-id <id>` with the same settings first (every node of a cluster gets the same id)",
+                claimed.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            )));
+        }
         let (cluster_id, dir_locks) = claim_log_dirs(&claimed, node.node_id, None)?;
-        let parent = quorum::locate(node)?;
-        let metadata_dir = quorum::prepare(&parent, &cluster_id, node)?;
-        let metadata = MetadataStore::start(node, &metadata_dir, &cluster_id).await?;
+        let (parent, controller) = if node.roles.controller {
+            let parent = quorum::locate(node)?;
+            let metadata_dir = quorum::prepare(&parent, &cluster_id, node)?;
+            let controller = quorum::start_controller(node, &metadata_dir, &cluster_id).await?;
+            (parent, Some(controller))
+        } else {
+            let parent = node
+                .metadata_log_dir
+                .clone()
+                .unwrap_or_else(|| node.log_dirs[0].clone());
+            (parent, None)
+        };
+        let metadata = MetadataStore::start(node, controller, &cluster_id, &parent);
         Ok(QuorumStarted {
             cluster_id,
             dir_locks,
@@ -100,8 +119,8 @@ impl Broker {
         cluster_id: String,
         dir_locks: Vec<LogDirLock>,
         parent: &std::path::Path,
-        metadata: MetadataStore,
-    ) -> Result<Arc<Broker>, (BrokerError, Option<MetadataStore>)> {
+        metadata: Arc<MetadataStore>,
+    ) -> Result<Arc<Broker>, (BrokerError, Option<Arc<MetadataStore>>)> {
         let advertised = node
             .advertised_listeners
             .clone()
@@ -161,6 +180,26 @@ impl Broker {
         self.node.node_id
     }
 
+    /// `controlled.shutdown.enable`.
+    pub fn controlled_shutdown_enabled(&self) -> bool {
+        self.node
+            .settings
+            .get("controlled.shutdown.enable")
+            .is_none_or(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// How long a clean stop waits for the controller to move leadership away: one
+    /// session timeout (after that the controller would fence this broker anyway).
+    pub fn controlled_shutdown_limit(&self) -> Duration {
+        Duration::from_millis(
+            self.node
+                .settings
+                .i64("broker.session.timeout.ms")
+                .unwrap_or(9000)
+                .max(1) as u64,
+        )
+    }
+
     pub fn settings(&self) -> Settings {
         self.settings.read().clone()
     }
@@ -214,7 +253,7 @@ impl Broker {
 /// Follows the controller's image until shutdown: each new revision is applied to the
 /// local partitions and published (see `metadata::quorum`).
 pub async fn follow_metadata(broker: Arc<Broker>) {
-    let mut rx = broker.metadata.controller().subscribe();
+    let mut rx = broker.metadata.subscribe();
     loop {
         let latest = rx.borrow_and_update().clone();
         if latest.revision() > broker.metadata.image().revision {

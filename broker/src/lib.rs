@@ -18,6 +18,7 @@
 pub mod background;
 pub mod broker;
 pub mod config;
+pub mod controller_api;
 pub mod dispatch;
 pub mod error;
 pub mod group;
@@ -39,6 +40,13 @@ pub use error::BrokerError;
 /// metadata directory and log dirs of another cluster or node. Returns the metadata
 /// directory.
 pub fn format(config: &NodeConfig, cluster_id: &str) -> Result<std::path::PathBuf, BrokerError> {
+    if !config.roles.controller {
+        // A broker-only node keeps no quorum: only its identity in the log dirs.
+        check_cluster_id(cluster_id)?;
+        let (_, _locks) =
+            metadata::identity::claim_log_dirs(&config.log_dirs, config.node_id, Some(cluster_id))?;
+        return Ok(config.log_dirs[0].clone());
+    }
     let parent = metadata::quorum::locate(config)?;
     let dir = parent.join(metadata::quorum::METADATA_DIR);
     let non_empty = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
@@ -90,6 +98,14 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), BrokerError> {
     let started = Broker::start_quorum(&config).await?;
+    if !config.roles.broker {
+        tracing::info!(node_id = config.node_id, cluster_id = %started.cluster_id, "Isthmus controller is ready");
+        stop.await;
+        tracing::info!("shutting down");
+        started.metadata.shutdown().await;
+        tracing::info!("stopped cleanly");
+        return Ok(());
+    }
     let bound = match server::bind(&config).await {
         Ok(b) => b,
         Err(e) => {
@@ -125,6 +141,12 @@ pub async fn run(
     tracing::info!(node_id = broker.node_id(), cluster_id = %broker.cluster_id, %host, port, "Isthmus is ready");
     stop.await;
     tracing::info!("shutting down");
+    if broker.controlled_shutdown_enabled() {
+        broker
+            .metadata
+            .controlled_shutdown(broker.controlled_shutdown_limit())
+            .await;
+    }
     broker.shutdown.cancel();
     for task in tasks {
         let _ = task.await;

@@ -45,7 +45,7 @@ fn grant_block(metadata: &MetadataStore) -> Result<(i64, i64), BrokerError> {
             "this broker is not registered with the metadata quorum yet".into(),
         ));
     }
-    let broker_id = metadata.controller().node_id() as i32;
+    let broker_id = metadata.node_id();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -56,15 +56,17 @@ fn grant_block(metadata: &MetadataStore) -> Result<(i64, i64), BrokerError> {
             first_producer_id: first,
             block_size: PRODUCER_ID_BLOCK_SIZE,
         });
-        match metadata.block_on(metadata.controller().propose(vec![record]))? {
+        match metadata.block_on(metadata.commit(vec![record]))? {
             Ok(_) => return Ok((first, first + PRODUCER_ID_BLOCK_SIZE)),
-            // Another broker's block was granted first: ask again from the new counter.
-            Err(ControllerError::Rejected(r))
+            // Another broker's block was granted first: ask again once the new counter
+            // has been pulled.
+            Err(BrokerError::Controller(ControllerError::Rejected(r)))
                 if r.code == RejectCode::InvalidRequest && attempt < BLOCK_ATTEMPTS =>
             {
                 tracing::debug!(reason = %r, "producer-id block raced; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(20 * attempt as u64));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
 }

@@ -226,14 +226,14 @@ fn numbered_assignment(
 /// view caught up with what the refusal was based on, so a caller that retries or describes
 /// the topic next sees it.
 async fn propose(broker: &Broker, records: Vec<MetadataRecord>) -> Result<u64, BrokerError> {
-    match broker.metadata.controller().propose(records).await {
+    match broker.metadata.commit(records).await {
         Ok(revision) => Ok(revision),
-        Err(e @ ControllerError::Rejected(_)) => {
+        Err(e @ BrokerError::Controller(ControllerError::Rejected(_))) => {
             let seen = broker.metadata.controller_image().revision();
             let _ = broker.metadata.wait_published(seen).await;
-            Err(e.into())
+            Err(e)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 

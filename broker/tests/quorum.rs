@@ -473,14 +473,21 @@ fn format_initialises_a_node_and_refuses_what_it_must_not_touch() {
     );
     assert!(other.join("metadata").join("notes.txt").exists());
 
-    // Roles this release does not run are refused with what to change.
+    // A broker-only node without voters is refused with what to change.
     let out = isthmus()
-        .args(["--process.roles", "broker", "--log.dirs", &data_arg])
+        .args([
+            "--process.roles",
+            "broker",
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0",
+            "--log.dirs",
+            &data_arg,
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs controller.quorum.voters"));
 }
 
 /// A data directory written by the single-node store (metadata/image.json and

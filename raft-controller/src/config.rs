@@ -165,6 +165,12 @@ pub struct ControllerConfig {
     pub snapshot_after_entries: u64,
     /// Entries kept in the log behind a snapshot (for followers slightly behind).
     pub log_entries_kept_after_snapshot: u64,
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable`: move leadership back to preferred replicas.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`, in milliseconds.
+    pub leader_imbalance_check_interval_ms: u64,
 }
 
 impl ControllerConfig {
@@ -189,6 +195,9 @@ impl ControllerConfig {
             request_timeout_ms: 30_000,
             snapshot_after_entries: 10_000,
             log_entries_kept_after_snapshot: 1000,
+            broker_session_timeout_ms: 9000,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 300_000,
         }
     }
 
@@ -225,6 +234,11 @@ impl ControllerConfig {
         if self.rpc_timeout_ms == 0 || self.request_timeout_ms == 0 {
             return Err(ControllerError::Config(
                 "RPC and request timeouts must be above 0 ms".into(),
+            ));
+        }
+        if self.broker_session_timeout_ms == 0 || self.leader_imbalance_check_interval_ms == 0 {
+            return Err(ControllerError::Config(
+                "broker.session.timeout.ms and leader.imbalance.check.interval.seconds must be above 0".into(),
             ));
         }
         if self.snapshot_after_entries == 0 {

@@ -13,11 +13,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
+use crate::brokers::{tend_loop, Sessions};
 use crate::config::{load_and_check_meta, ControllerConfig};
 use crate::error::{ControllerError, RejectCode, Rejection};
 use crate::image::MetadataImage;
 use crate::network::client::{NetworkFactory, PeerClient};
-use crate::network::server::{serve, ServerCtx};
+use crate::network::server::{serve, KafkaConnHandler, Observers, ServerCtx};
 use crate::network::{ProposeError, Request, Response};
 use crate::records::{MetadataProposal, MetadataRecord, PROPOSAL_BYTES_MAX};
 use crate::storage::log::{LogStore, WriterExit};
@@ -46,7 +47,7 @@ pub struct VoterStatus {
 }
 
 /// What DescribeQuorum needs, from this node's point of view.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumStatus {
     pub node_id: NodeId,
     pub leader: Option<NodeId>,
@@ -64,6 +65,23 @@ pub struct QuorumStatus {
     /// a snapshot).
     pub log_start_offset: u64,
     pub voters: Vec<VoterStatus>,
+    /// Brokers pulling metadata from this node (its view; the leader's is the one that
+    /// matters): DescribeQuorum's observers.
+    #[serde(default)]
+    pub observers: Vec<ObserverStatus>,
+}
+
+/// A broker that pulls metadata, as the leader last saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObserverStatus {
+    pub id: NodeId,
+    /// The revision the broker had at its last pull, plus one (a log end offset, like
+    /// the voters').
+    pub log_end_offset: u64,
+    /// Entries behind this node's log end.
+    pub lag: u64,
+    /// Unix milliseconds of its last pull.
+    pub last_fetch_unix_ms: i64,
 }
 
 struct Inner {
@@ -72,9 +90,12 @@ struct Inner {
     raft: Raft,
     sm: StateMachineStore,
     addrs: Arc<BTreeMap<NodeId, String>>,
+    server_ctx: Arc<ServerCtx>,
     shutdown_tx: watch::Sender<bool>,
     server: Mutex<Option<JoinHandle<()>>>,
     writer_exit: Mutex<Option<WriterExit>>,
+    observers: Arc<Observers>,
+    sessions: Sessions,
     /// Idle connections for forwarded proposals, with when they were last used.
     forward_pool: Mutex<BTreeMap<NodeId, Vec<(PeerClient, Instant)>>>,
     stopped: AtomicBool,
@@ -160,13 +181,18 @@ impl Controller {
         .map_err(|e| ControllerError::Raft(format!("starting raft: {e}")))?;
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let observers = Arc::new(Observers::default());
         let ctx = Arc::new(ServerCtx {
             cluster_id: meta.cluster_id.clone(),
             node_id: config.node_id,
             raft: raft.clone(),
             sm: sm.clone(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
+            addrs: addrs.clone(),
+            observers: observers.clone(),
+            kafka: std::sync::RwLock::new(None),
         });
+        let server_ctx = ctx.clone();
         let server = tokio::spawn(serve(listener, ctx, shutdown_rx));
 
         let initialized = raft
@@ -201,20 +227,42 @@ impl Controller {
             voters = %crate::config::voters_to_string(&config.voters),
             "controller started"
         );
-        Ok(Controller {
+        let controller = Controller {
             inner: Arc::new(Inner {
                 cluster_id: meta.cluster_id,
                 config,
                 raft,
                 sm,
                 addrs,
+                observers,
+                sessions: Sessions::default(),
+                server_ctx,
                 shutdown_tx,
                 server: Mutex::new(Some(server)),
                 writer_exit: Mutex::new(Some(writer_exit)),
                 forward_pool: Mutex::new(BTreeMap::new()),
                 stopped: AtomicBool::new(false),
             }),
-        })
+        };
+        tokio::spawn(tend_loop(
+            controller.clone(),
+            controller.inner.shutdown_tx.subscribe(),
+        ));
+        Ok(controller)
+    }
+
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    /// The Raft term this node is in.
+    pub fn current_term(&self) -> u64 {
+        self.inner.raft.metrics().borrow().current_term
+    }
+
+    /// The configured address of voter `id`.
+    pub fn voter_addr(&self, id: NodeId) -> Option<String> {
+        self.inner.addrs.get(&id).cloned()
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -295,62 +343,26 @@ impl Controller {
             .map_err(|_| ControllerError::Timeout("no controller leader elected".into()))?
     }
 
-    /// Voters, leader, and per-voter log end and lag (known on the leader).
+    /// Voters, leader, and per-voter log end and lag (known on the leader), and the
+    /// brokers pulling metadata from this node.
     pub fn quorum_status(&self) -> QuorumStatus {
-        let m = self.inner.raft.metrics().borrow().clone();
-        let log_end = m.last_log_index.map_or(0, |i| i + 1);
-        let is_leader = m.state == ServerState::Leader;
-        let voters = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .map(|id| {
-                let addr = self
-                    .inner
-                    .addrs
-                    .get(&id)
-                    .cloned()
-                    .or_else(|| {
-                        m.membership_config
-                            .membership()
-                            .get_node(&id)
-                            .map(|n| n.addr.clone())
-                    })
-                    .unwrap_or_default();
-                let end = if id == m.id {
-                    Some(log_end)
-                } else if is_leader {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(&id))
-                        .map(|matched| matched.map_or(0, |l| l.index + 1))
-                } else {
-                    None
-                };
-                VoterStatus {
-                    id,
-                    addr,
-                    log_end_offset: end,
-                    lag: if is_leader || id == m.id {
-                        end.map(|e| log_end.saturating_sub(e))
-                    } else {
-                        None
-                    },
-                }
-            })
-            .collect();
-        QuorumStatus {
-            node_id: m.id,
-            leader: m.current_leader,
-            is_leader,
-            term: m.current_term,
-            log_end_offset: log_end,
-            applied_revision: self.image().revision(),
-            snapshot_index: m.snapshot.map(|l| l.index),
-            log_start_offset: m.purged.map_or(0, |l| l.index + 1),
-            millis_since_quorum_ack: m.millis_since_quorum_ack,
-            voters,
-        }
+        quorum_status(
+            &self.inner.raft,
+            &self.inner.sm,
+            &self.inner.addrs,
+            &self.inner.observers,
+        )
+    }
+
+    /// Lets Kafka-protocol connections on the controller listener be served by `handler`
+    /// (until set, they are closed).
+    pub fn serve_kafka(&self, handler: KafkaConnHandler) {
+        *self
+            .inner
+            .server_ctx
+            .kafka
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handler);
     }
 
     /// Validates `records` on the leader and commits them as one log entry; returns the
@@ -531,5 +543,78 @@ pub(crate) async fn leader_propose(
         Err(RaftError::APIError(e)) => Err(ControllerError::Raft(e.to_string())),
         Err(RaftError::Fatal(openraft::error::Fatal::Stopped)) => Err(ControllerError::ShutDown),
         Err(RaftError::Fatal(e)) => Err(ControllerError::Raft(e.to_string())),
+    }
+}
+
+/// [`Controller::quorum_status`], shared with the RPC server.
+pub(crate) fn quorum_status(
+    raft: &Raft,
+    sm: &StateMachineStore,
+    addrs: &BTreeMap<NodeId, String>,
+    observers: &Observers,
+) -> QuorumStatus {
+    let m = raft.metrics().borrow().clone();
+    let log_end = m.last_log_index.map_or(0, |i| i + 1);
+    let is_leader = m.state == ServerState::Leader;
+    let voters = m
+        .membership_config
+        .membership()
+        .voter_ids()
+        .map(|id| {
+            let addr = addrs
+                .get(&id)
+                .cloned()
+                .or_else(|| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&id)
+                        .map(|n| n.addr.clone())
+                })
+                .unwrap_or_default();
+            let end = if id == m.id {
+                Some(log_end)
+            } else if is_leader {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id))
+                    .map(|matched| matched.map_or(0, |l| l.index + 1))
+            } else {
+                None
+            };
+            VoterStatus {
+                id,
+                addr,
+                log_end_offset: end,
+                lag: if is_leader || id == m.id {
+                    end.map(|e| log_end.saturating_sub(e))
+                } else {
+                    None
+                },
+            }
+        })
+        .collect();
+    QuorumStatus {
+        node_id: m.id,
+        leader: m.current_leader,
+        is_leader,
+        term: m.current_term,
+        log_end_offset: log_end,
+        applied_revision: sm.image().revision(),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        log_start_offset: m.purged.map_or(0, |l| l.index + 1),
+        millis_since_quorum_ack: m.millis_since_quorum_ack,
+        voters,
+        observers: observers
+            .snapshot()
+            .into_iter()
+            .map(|(id, revision, at)| ObserverStatus {
+                id,
+                log_end_offset: revision + 1,
+                lag: log_end.saturating_sub(revision + 1),
+                last_fetch_unix_ms: at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(-1, |d| d.as_millis() as i64),
+            })
+            .collect(),
     }
 }

@@ -196,7 +196,7 @@ impl MetadataImage {
     }
 
     /// The image after a log entry that carries no records (blank or membership).
-    pub(crate) fn advanced_to(&self, revision: u64) -> MetadataImage {
+    pub fn advanced_to(&self, revision: u64) -> MetadataImage {
         let mut next = self.clone();
         next.revision = revision;
         next

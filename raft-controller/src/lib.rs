@@ -31,18 +31,24 @@
 //! On-disk format, durability contract and what is not done yet: README.md.
 //!
 //! [openraft]: https://docs.rs/openraft/0.9.25
+pub mod brokers;
+pub mod client;
 pub mod config;
 pub mod controller;
 pub mod error;
 pub mod image;
+pub mod leadership;
 pub(crate) mod network;
 pub mod placement;
 pub mod records;
 pub(crate) mod storage;
 pub mod types;
 
+pub use client::{ControllerClient, PulledMetadata};
 pub use config::{format, is_formatted, parse_voters, ControllerConfig, Voter};
-pub use controller::{Controller, QuorumStatus, VoterStatus};
+pub use controller::{Controller, ObserverStatus, QuorumStatus, VoterStatus};
 pub use error::{ControllerError, RejectCode, Rejection};
 pub use image::MetadataImage;
+pub use network::server::KafkaConnHandler;
+pub use network::{MetadataDelta, RPC_MAGIC};
 pub use types::{ApplyOutcome, NodeId, TypeConfig};

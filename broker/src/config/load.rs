@@ -217,19 +217,26 @@ impl NodeConfig {
             .partition(|l| controller_names.contains(&l.name));
         let node_id = settings.i64("node.id").unwrap_or_default() as i32;
         let roles = parse_roles(settings.get("process.roles").unwrap_or("broker,controller"));
-        if !roles.broker {
-            return Err("process.roles=controller (a controller-only node) is not implemented yet; run broker,controller (the default) for now".into());
-        }
-        if !roles.controller {
-            return Err("process.roles=broker (a broker using remote controllers) is not implemented yet; run broker,controller (the default) for now".into());
-        }
-        if listeners.is_empty() {
+        if roles.broker && listeners.is_empty() {
             return Err(
                 "listeners has no client listener; set at least one, e.g. PLAINTEXT://127.0.0.1:9092".into(),
             );
         }
+        if !roles.broker && !listeners.is_empty() {
+            return Err(format!(
+                "listeners has client listeners ({}) but process.roles=controller serves no clients; list only the controller listener (e.g. CONTROLLER://127.0.0.1:9093)",
+                listeners.iter().map(|l| format!("{}://{}:{}", l.name, l.host, l.port)).collect::<Vec<_>>().join(", ")
+            ));
+        }
         let (controller_listener, voters) =
-            controller_setup(&settings, node_id, controller_listeners, &listeners)?;
+            controller_setup(&settings, node_id, roles, controller_listeners, &listeners)?;
+        let session_ms = settings.i64("broker.session.timeout.ms").unwrap_or(9000);
+        let heartbeat_ms = settings.i64("broker.heartbeat.interval.ms").unwrap_or(2000);
+        if heartbeat_ms >= session_ms {
+            return Err(format!(
+                "broker.heartbeat.interval.ms {heartbeat_ms} must be below broker.session.timeout.ms {session_ms}, or brokers are fenced between heartbeats"
+            ));
+        }
         let advertised_listeners = if settings.get("advertised.listeners").is_some() {
             let adv: Vec<Listener> = list("advertised.listeners")
                 .iter()
@@ -312,9 +319,13 @@ fn parse_roles(value: &str) -> Roles {
 fn controller_setup(
     settings: &Settings,
     node_id: i32,
+    roles: Roles,
     mut controller_listeners: Vec<Listener>,
     client_listeners: &[Listener],
 ) -> Result<(Option<Listener>, Vec<Voter>), String> {
+    if !roles.controller {
+        return broker_only_setup(settings, node_id, controller_listeners);
+    }
     if controller_listeners.len() > 1 {
         return Err(format!(
             "listeners has {} controller listeners ({}); give exactly one listener named in controller.listener.names",
@@ -368,14 +379,16 @@ fn controller_setup(
     };
     let Some(me) = voters.iter().find(|v| v.id == node_id as u64) else {
         return Err(format!(
-            "node.id {node_id} is not among controller.quorum.voters `{}`; with process.roles=broker,controller this node must be a voter: add {node_id}@host:port",
+            "node.id {node_id} is not among controller.quorum.voters `{}`; with a controller in process.roles this node must be a voter: add {node_id}@host:port",
             voters.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")
         ));
     };
-    if voters.len() > 1 {
+    if voters.len() > 1 && controller_listener.is_none() {
         return Err(format!(
-            "controller.quorum.voters names {} voters; a quorum of several nodes is not implemented yet, so list only this node (e.g. {node_id}@127.0.0.1:{DEFAULT_CONTROLLER_PORT})",
-            voters.len()
+            "controller.quorum.voters names {} voters but listeners has no controller listener for the others to reach this node; add one, e.g. CONTROLLER://{}:{}",
+            voters.len(),
+            me.host,
+            me.port
         ));
     }
     if let Some(c) = &controller_listener {
@@ -391,6 +404,34 @@ fn controller_setup(
         }
     }
     Ok((controller_listener, voters))
+}
+
+/// `process.roles=broker`: no controller listener of its own, and voters it reaches but is
+/// not one of.
+fn broker_only_setup(
+    settings: &Settings,
+    node_id: i32,
+    controller_listeners: Vec<Listener>,
+) -> Result<(Option<Listener>, Vec<Voter>), String> {
+    if let Some(c) = controller_listeners.first() {
+        return Err(format!(
+            "listeners has the controller listener {}://{}:{} but process.roles=broker runs no controller; remove it from listeners",
+            c.name, c.host, c.port
+        ));
+    }
+    let text = settings
+        .get("controller.quorum.voters")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or("process.roles=broker needs controller.quorum.voters (id@host:port of every controller) to find the metadata quorum")?;
+    let voters = isthmus_controller::parse_voters(text)
+        .map_err(|e| format!("controller.quorum.voters: {e}"))?;
+    if voters.iter().any(|v| v.id == node_id as u64) {
+        return Err(format!(
+            "node.id {node_id} is listed in controller.quorum.voters but process.roles=broker runs no controller; give the broker its own id or add controller to process.roles"
+        ));
+    }
+    Ok((None, voters))
 }
 
 /// The controller port of the default voter list (KRaft's usual one).
@@ -668,20 +709,45 @@ mod tests {
         let refused: &[(&[&str], &[&str])] = &[
             (
                 &["--process.roles", "broker"],
-                &["process.roles=broker", "not implemented yet"],
+                &["process.roles=broker", "controller listener"],
+            ),
+            (
+                &[
+                    "--process.roles",
+                    "broker",
+                    "--listeners",
+                    "PLAINTEXT://127.0.0.1:9092",
+                ],
+                &["process.roles=broker needs controller.quorum.voters"],
+            ),
+            (
+                &[
+                    "--process.roles",
+                    "broker",
+                    "--listeners",
+                    "PLAINTEXT://127.0.0.1:9092",
+                    "--controller.quorum.voters",
+                    "1@127.0.0.1:9093",
+                ],
+                &["node.id 1 is listed in controller.quorum.voters", "own id"],
             ),
             (
                 &["--process.roles", "controller"],
-                &["process.roles=controller", "not implemented yet"],
+                &["process.roles=controller serves no clients"],
+            ),
+            (
+                &[
+                    "--broker.heartbeat.interval.ms",
+                    "9000",
+                    "--broker.session.timeout.ms",
+                    "9000",
+                ],
+                &["must be below broker.session.timeout.ms"],
             ),
             (&["--process.roles", "witness"], &["process.roles", "broker,controller"]),
             (
                 &["--controller.quorum.voters", "2@127.0.0.1:9093"],
                 &["node.id 1 is not among controller.quorum.voters", "add 1@host:port"],
-            ),
-            (
-                &["--controller.quorum.voters", "1@127.0.0.1:9093,2@127.0.0.1:9094"],
-                &["2 voters", "not implemented yet"],
             ),
             (
                 &["--controller.quorum.voters", "1@127.0.0.1"],

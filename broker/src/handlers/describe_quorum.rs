@@ -1,15 +1,19 @@
 //! DescribeQuorum (KIP-595, v2 of KIP-853): the metadata quorum as this node's controller
 //! sees it: leader, epoch (the Raft term), high watermark and each voter's log end offset.
-//! Only the leader knows the followers' progress, so another node answers
+//! Only the leader knows the followers' and observers' progress: a broker answers with
+//! the active controller's view; a controller that is not the leader answers
 //! NOT_LEADER_OR_FOLLOWER, as a KRaft controller does.
 
 use std::sync::Arc;
 
+use isthmus_controller::{QuorumStatus, Voter};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
-use kafka_protocol::messages::{BrokerId, DescribeQuorumResponse, RequestKind, ResponseKind};
+use kafka_protocol::messages::{
+    BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, RequestKind, ResponseKind,
+};
 use uuid::Uuid;
 
 use super::{mismatched, text};
@@ -26,7 +30,51 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
     let RequestKind::DescribeQuorum(req) = body else {
         return mismatched("DescribeQuorum");
     };
-    let status = broker.metadata.controller().quorum_status();
+    let voters = broker.node.voters.clone();
+    let listener_name = broker
+        .node
+        .controller_listener
+        .as_ref()
+        .map_or(DEFAULT_CONTROLLER_LISTENER, |l| l.name.as_str())
+        .to_string();
+    // The local controller answers when it leads; otherwise the leader's view is fetched,
+    // as a KRaft broker forwards DescribeQuorum to the active controller.
+    if let Some(c) = broker.metadata.controller().filter(|c| c.is_leader()) {
+        let status = c.quorum_status();
+        return Reply::Now(ResponseKind::DescribeQuorum(quorum_response(
+            &status,
+            req,
+            &voters,
+            &listener_name,
+        )));
+    }
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let status = match broker.metadata.quorum_status().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "DescribeQuorum: no controller answered");
+                let mut fallback = broker
+                    .metadata
+                    .controller()
+                    .map(|c| c.quorum_status())
+                    .unwrap_or_default();
+                fallback.is_leader = false;
+                fallback
+            }
+        };
+        ResponseKind::DescribeQuorum(quorum_response(&status, req, &voters, &listener_name))
+    }))
+}
+
+/// The DescribeQuorum answer for `status` (the leader's view, or an error per partition
+/// when `status` is not the leader's).
+pub fn quorum_response(
+    status: &QuorumStatus,
+    req: DescribeQuorumRequest,
+    voters: &[Voter],
+    listener_name: &str,
+) -> DescribeQuorumResponse {
     let now = now_ms();
     let topics = req
         .topics
@@ -53,7 +101,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                                 status.node_id, status.leader
                             ))));
                     }
-                    let voters = status
+                    let current = status
                         .voters
                         .iter()
                         .map(|v| {
@@ -77,7 +125,25 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                     base.with_leader_id(BrokerId(status.node_id as i32))
                         .with_leader_epoch(i32::try_from(status.term).unwrap_or(i32::MAX))
                         .with_high_watermark(status.applied_revision as i64 + 1)
-                        .with_current_voters(voters)
+                        .with_current_voters(current)
+                        .with_observers(
+                            status
+                                .observers
+                                .iter()
+                                .map(|o| {
+                                    ReplicaState::default()
+                                        .with_replica_id(BrokerId(o.id as i32))
+                                        .with_replica_directory_id(Uuid::nil())
+                                        .with_log_end_offset(o.log_end_offset as i64)
+                                        .with_last_fetch_timestamp(o.last_fetch_unix_ms)
+                                        .with_last_caught_up_timestamp(if o.lag == 0 {
+                                            o.last_fetch_unix_ms
+                                        } else {
+                                            -1
+                                        })
+                                })
+                                .collect(),
+                        )
                 })
                 .collect();
             TopicData::default()
@@ -85,14 +151,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                 .with_partitions(partitions)
         })
         .collect();
-    let listener_name = broker
-        .node
-        .controller_listener
-        .as_ref()
-        .map_or(DEFAULT_CONTROLLER_LISTENER, |l| l.name.as_str());
-    let nodes = broker
-        .node
-        .voters
+    let nodes = voters
         .iter()
         .map(|v| {
             Node::default()
@@ -103,9 +162,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                     .with_port(v.port)])
         })
         .collect();
-    Reply::Now(ResponseKind::DescribeQuorum(
-        DescribeQuorumResponse::default()
-            .with_topics(topics)
-            .with_nodes(nodes),
-    ))
+    DescribeQuorumResponse::default()
+        .with_topics(topics)
+        .with_nodes(nodes)
 }

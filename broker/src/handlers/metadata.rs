@@ -156,12 +156,7 @@ pub fn live_brokers(broker: &Broker, image: &Image) -> Vec<LiveBroker> {
 
 /// The active controller as clients are told (-1 while there is none).
 pub fn controller_id(broker: &Broker) -> i32 {
-    broker
-        .metadata
-        .controller()
-        .leader()
-        .and_then(|l| i32::try_from(l).ok())
-        .unwrap_or(-1)
+    broker.metadata.active_controller()
 }
 
 fn describe(_broker: &Broker, topic: &TopicRecord) -> MetadataResponseTopic {

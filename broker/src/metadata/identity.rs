@@ -88,6 +88,16 @@ pub fn claim_log_dirs(
     Ok((cluster_id, locks))
 }
 
+/// The cluster id `isthmus format` (or a first start) wrote into these log dirs, if any.
+pub fn formatted_cluster_id(dirs: &[PathBuf]) -> Result<Option<String>, BrokerError> {
+    for dir in dirs {
+        if let Some(props) = read_properties(&dir.join(META_PROPERTIES))? {
+            return Ok(props.get("cluster.id").cloned());
+        }
+    }
+    Ok(None)
+}
+
 fn read_properties(path: &Path) -> Result<Option<BTreeMap<String, String>>, BrokerError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(

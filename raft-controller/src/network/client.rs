@@ -16,12 +16,12 @@ use openraft::raft::{
     SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, RPCTypes, Snapshot};
-use tokio::io::BufReader;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::{
-    read_frame, write_frame, Request, Response, CONNECT_TIMEOUT_MS, FRAME_BYTES_MAX,
+    read_frame, write_frame, Request, Response, CONNECT_TIMEOUT_MS, FRAME_BYTES_MAX, RPC_MAGIC,
     SNAPSHOT_CHUNK_BYTES,
 };
 use crate::types::{Node, TypeConfig, Vote};
@@ -96,6 +96,7 @@ impl PeerClient {
                 to: self.target,
             };
             let reply = tokio::time::timeout(timeout, async {
+                conn.writer.write_all(&RPC_MAGIC).await?;
                 write_frame(&mut conn.writer, &hello, &[]).await?;
                 read_frame::<_, Response>(&mut conn.reader).await
             })
@@ -133,6 +134,16 @@ impl PeerClient {
         raw: &[u8],
         timeout: Duration,
     ) -> Result<Response, CallError> {
+        self.call_raw(req, raw, timeout).await.map(|(resp, _)| resp)
+    }
+
+    /// [`PeerClient::call`], also returning the response frame's raw part.
+    pub(crate) async fn call_raw(
+        &mut self,
+        req: &Request,
+        raw: &[u8],
+        timeout: Duration,
+    ) -> Result<(Response, Vec<u8>), CallError> {
         let res = tokio::time::timeout(timeout, async {
             let conn = self.connect(timeout).await?;
             write_frame(&mut conn.writer, req, raw).await.map_err(|e| {
@@ -143,7 +154,7 @@ impl PeerClient {
                 }
             })?;
             match read_frame::<_, Response>(&mut conn.reader).await {
-                Ok(Some((resp, _))) => Ok(resp),
+                Ok(Some(answer)) => Ok(answer),
                 Ok(None) => Err(CallError::Network("connection closed by peer".into())),
                 Err(e) => Err(CallError::Network(e.to_string())),
             }

@@ -7,14 +7,19 @@
 //! chunks so they are not blown up by JSON.
 //!
 //! # Conversation
-//! A client opens a connection, sends `Hello` (cluster id, its id, the id it expects to
+//! A client opens a connection, writes [`RPC_MAGIC`] (so the controller listener can
+//! tell this RPC from Kafka requests on the same port: as a Kafka length it would be a
+//! 1.2 GB frame, which no Kafka client sends), sends `Hello` (cluster id, its id, the id it expects to
 //! reach) and then one request at a time, each answered by one response. A server
 //! refuses a connection from another cluster or meant for another node.
 //!
 //! - `AppendEntries`, `Vote`: openraft's messages, answered by the local Raft.
 //! - `SnapshotChunk`: a full snapshot in chunks of [`SNAPSHOT_CHUNK_BYTES`]; the last
 //!   one installs it (`Raft::install_full_snapshot`).
-//! - `Propose`: a non-leader forwards a proposal to the leader.
+//! - `Propose`: a non-leader (or a broker) forwards a proposal to the leader.
+//! - `FetchMetadata`: a broker pulls committed records (or the whole image when it is
+//!   too far behind) from the leader, long-polling for new ones.
+//! - `QuorumStatus`: what DescribeQuorum shows, from the answering node's view.
 
 pub(crate) mod client;
 pub(crate) mod server;
@@ -28,10 +33,18 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::controller::QuorumStatus;
 use crate::error::Rejection;
 use crate::records::MetadataProposal;
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
 use crate::NodeId;
+
+/// First bytes of every controller RPC connection ("ISRC").
+pub const RPC_MAGIC: [u8; 4] = *b"ISRC";
+/// Bound on the encoded proposals of one `FetchMetadata` answer (well inside a frame).
+pub const FETCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Bound on how long a `FetchMetadata` waits for new records.
+pub const FETCH_WAIT_MS_MAX: u64 = 5_000;
 
 /// Bound on one frame (request or response).
 pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -62,6 +75,27 @@ pub(crate) enum Request {
         done: bool,
     },
     Propose(MetadataProposal),
+    /// Records after `after_revision`, waiting up to `max_wait_ms` for some.
+    FetchMetadata {
+        after_revision: u64,
+        max_wait_ms: u64,
+    },
+    QuorumStatus,
+}
+
+/// Committed metadata after a broker's revision: the entries that changed the image, or
+/// (when the leader no longer keeps entries that old) the whole image as raw bytes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MetadataDelta {
+    /// The leader that answered.
+    pub leader: NodeId,
+    /// The revision the receiver is at after applying this answer.
+    pub revision: u64,
+    /// Applied proposals by revision, ascending (entries that changed nothing, such as
+    /// Raft's blank entries and refused proposals, are left out).
+    pub entries: Vec<(u64, MetadataProposal)>,
+    /// The image itself travels in the frame's raw part.
+    pub snapshot: bool,
 }
 
 /// Why a forwarded proposal failed on the leader.
@@ -84,6 +118,9 @@ pub(crate) enum Response {
     /// because the receiver has a newer vote).
     SnapshotChunk(Result<Option<SnapshotResponse<NodeId>>, String>),
     Propose(Result<u64, ProposeError>),
+    /// With `snapshot: true` the frame's raw part holds the image's snapshot bytes.
+    FetchMetadata(Result<MetadataDelta, ProposeError>),
+    QuorumStatus(Box<QuorumStatus>),
     /// The request could not be served at all (bad frame, wrong order).
     Error(String),
 }

@@ -14,6 +14,7 @@
 //! follower that needs the snapshot. Older snapshot files are removed once a newer one
 //! is durable.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::fs;
 use std::io::Cursor;
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 use super::{atomic_write, create_dir_durable, fsync_dir, to_storage_error};
 use crate::error::{ControllerError, IoContext};
 use crate::image::MetadataImage;
+use crate::records::MetadataProposal;
 use crate::types::{
     ApplyOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -44,12 +46,35 @@ struct StoredSnapshot {
     data: Arc<Vec<u8>>,
 }
 
+/// Applied proposals kept for brokers that pull metadata (bounded; older ones are only
+/// in the image).
+pub(crate) const RECENT_ENTRIES_MAX: usize = 20_000;
+
 #[derive(Debug)]
 struct SmState {
     image: Arc<MetadataImage>,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     current: Option<StoredSnapshot>,
+    /// Proposals that changed the image, by revision, after `recent_floor`.
+    recent: VecDeque<(u64, Arc<MetadataProposal>)>,
+    /// Revisions up to this one are not all in `recent`.
+    recent_floor: u64,
+}
+
+/// What a broker at some revision needs to catch up.
+#[derive(Debug)]
+pub(crate) enum Catchup {
+    /// Nothing newer than its revision.
+    UpToDate,
+    /// The proposals after its revision (possibly cut by the byte budget), and the
+    /// revision reached by applying them.
+    Entries {
+        entries: Vec<(u64, Arc<MetadataProposal>)>,
+        revision: u64,
+    },
+    /// Too far behind: the whole image.
+    Image(Arc<MetadataImage>),
 }
 
 #[derive(Debug)]
@@ -93,6 +118,7 @@ impl StateMachineStore {
         if let Some(s) = &current {
             tracing::info!(snapshot = %s.meta, "loaded metadata snapshot");
         }
+        let recent_floor = image.revision();
         let image = Arc::new(image);
         let (image_tx, _) = watch::channel(image.clone());
         Ok(StateMachineStore {
@@ -103,6 +129,8 @@ impl StateMachineStore {
                     last_applied,
                     last_membership,
                     current,
+                    recent: VecDeque::new(),
+                    recent_floor,
                 }),
                 image_tx,
             }),
@@ -112,6 +140,36 @@ impl StateMachineStore {
     /// The current image.
     pub(crate) fn image(&self) -> Arc<MetadataImage> {
         self.inner.lock().image.clone()
+    }
+
+    /// What a reader at revision `after` needs: the proposals applied since (at most
+    /// `budget` encoded bytes, but at least one), or the image when they are no longer
+    /// all kept.
+    pub(crate) fn catchup(&self, after: u64, budget: usize) -> Catchup {
+        let st = self.inner.lock();
+        let revision = st.image.revision();
+        if after >= revision {
+            return Catchup::UpToDate;
+        }
+        if after < st.recent_floor {
+            return Catchup::Image(st.image.clone());
+        }
+        let start = st.recent.partition_point(|(r, _)| *r <= after);
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        for (r, p) in st.recent.range(start..) {
+            let size = serde_json::to_vec(p.as_ref()).map_or(usize::MAX, |v| v.len());
+            if !entries.is_empty() && bytes.saturating_add(size) > budget {
+                let reached = entries.last().map_or(after, |(r, _): &(u64, _)| *r);
+                return Catchup::Entries {
+                    entries,
+                    revision: reached,
+                };
+            }
+            bytes = bytes.saturating_add(size);
+            entries.push((*r, p.clone()));
+        }
+        Catchup::Entries { entries, revision }
     }
 
     /// A receiver that sees every newly published image.
@@ -132,6 +190,8 @@ impl StateMachineStore {
             .is_none_or(|c| c.meta.last_log_id <= snap.meta.last_log_id);
         if let Some(image) = image {
             // Installing a snapshot from the leader replaces the state machine.
+            st.recent.clear();
+            st.recent_floor = image.revision();
             st.image = Arc::new(image);
             st.last_applied = snap.meta.last_log_id;
             st.last_membership = snap.meta.last_membership.clone();
@@ -222,7 +282,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     current.advanced_to(index)
                 }
                 EntryPayload::Normal(proposal) => match current.apply(index, proposal) {
-                    Ok(next) => next,
+                    Ok(next) => {
+                        st.recent.push_back((index, Arc::new(proposal.clone())));
+                        if st.recent.len() > RECENT_ENTRIES_MAX {
+                            if let Some((r, _)) = st.recent.pop_front() {
+                                st.recent_floor = r;
+                            }
+                        }
+                        next
+                    }
                     Err(r) => {
                         tracing::warn!(index, rejection = %r, "committed metadata records rejected; image unchanged");
                         rejection = Some(r);
