@@ -124,7 +124,9 @@ impl ControllerClient {
                 });
             let per_call =
                 (deadline - now).min(Duration::from_millis(CALL_TIMEOUT_MS + FETCH_WAIT_MS_MAX));
-            match conn.call_raw(req, &[], per_call).await {
+            let res = conn.call_raw(req, &[], per_call).await;
+            tracing::debug!(target_node = target, ok = res.is_ok(), error = ?res.as_ref().err(), "controller call");
+            match res {
                 Ok((resp, raw)) => {
                     self.idle
                         .lock()
