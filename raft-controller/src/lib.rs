@@ -8,6 +8,8 @@
 //! - [`image`]: [`MetadataImage`]; pure, deterministic `apply` and the leader's
 //!   `validate`; revision = Raft log index.
 //! - [`placement`]: rack-aware replica placement and explicit-assignment validation.
+//! - [`leadership`]: the records for fencing, unfencing, controlled shutdown, preferred
+//!   and unclean leader elections, and AlterPartition checks (KRaft's rules).
 //! - `storage/log.rs`: the Raft log store (segments of `len | crc32c | entry` frames, a
 //!   writer thread that fsyncs before acknowledging, torn-tail cut on open) and the
 //!   vote / committed / purged state file (atomic replace).
@@ -26,6 +28,9 @@
 //! controller.image() -> Arc<MetadataImage>;  controller.subscribe() -> watch::Receiver<_>
 //! controller.leader() / is_leader() / quorum_status() / shutdown()
 //! place_replicas(&brokers, partitions, rf, start) -> Result<Vec<Vec<i32>>>
+//! fence_broker / unfence_broker / begin_controlled_shutdown(&image, id) -> Vec<MetadataRecord>
+//! elect_preferred / elect_unclean(&image, Option<&[(topic_id, p)]>) -> Elections
+//! alter_partition(&image, &AlterPartitionRequest) -> Result<AlterPartitionOutcome, _>
 //! ```
 //!
 //! On-disk format, durability contract and what is not done yet: README.md.
