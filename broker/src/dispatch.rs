@@ -158,6 +158,11 @@ pub static APIS: &[Api] = &[
         handler: handlers::describe_cluster::handle,
     },
     Api {
+        key: ApiKey::ElectLeaders,
+        versions: versions(0, 2),
+        handler: handlers::elect_leaders::handle,
+    },
+    Api {
         key: ApiKey::DescribeQuorum,
         versions: versions(0, 2),
         handler: handlers::describe_quorum::handle,

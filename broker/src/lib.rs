@@ -23,6 +23,7 @@ pub mod dispatch;
 pub mod error;
 pub mod group;
 pub mod handlers;
+pub mod isr;
 pub mod metadata;
 pub mod producer_ids;
 pub mod replica;
@@ -137,6 +138,7 @@ pub async fn run(
         )));
     }
     tasks.push(tokio::spawn(background::run(Arc::clone(&broker))));
+    tasks.push(tokio::spawn(isr::run(Arc::clone(&broker))));
     let (host, port) = broker.endpoint();
     tracing::info!(node_id = broker.node_id(), cluster_id = %broker.cluster_id, %host, port, "Isthmus is ready");
     stop.await;

@@ -146,6 +146,10 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
         ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         ApiKey::DescribeQuorum => "DescribeQuorum",
+        ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::BrokerRegistration => "BrokerRegistration",
+        ApiKey::BrokerHeartbeat => "BrokerHeartbeat",
+        ApiKey::AlterPartition => "AlterPartition",
         _ => "request",
     }
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::controller::Controller;
 use crate::error::{ControllerError, RejectCode, Rejection};
 use crate::image::{MetadataImage, PartitionImage};
-use crate::leadership::{self, AlterPartitionRequest, ElectionResult};
+use crate::leadership::{self, AlterPartitionOutcome, AlterPartitionRequest, ElectionResult};
 use crate::records::{BrokerRegistrationRecord, MetadataRecord};
 
 /// Records per proposal when one event touches many partitions (a broker leading
@@ -296,14 +296,8 @@ impl Controller {
         let partition = req.partition;
         match leadership::alter_partition(&image, &req) {
             Err(e) => Err(AlterPartitionFailure::Refused(e)),
-            Ok(None) => image
-                .partition(&topic_id, partition)
-                .cloned()
-                .map(|p| (topic_id, partition, p))
-                .ok_or(AlterPartitionFailure::Refused(
-                    leadership::AlterPartitionError::UnknownTopicOrPartition,
-                )),
-            Ok(Some(change)) => {
+            Ok(AlterPartitionOutcome::Unchanged(state)) => Ok((topic_id, partition, state)),
+            Ok(AlterPartitionOutcome::Propose(change)) => {
                 let revision = self
                     .propose(vec![MetadataRecord::PartitionChange(change)])
                     .await
@@ -315,7 +309,7 @@ impl Controller {
                     .cloned()
                     .map(|p| (topic_id, partition, p))
                     .ok_or(AlterPartitionFailure::Refused(
-                        leadership::AlterPartitionError::UnknownTopicOrPartition,
+                        leadership::AlterPartitionError::UnknownPartition,
                     ))
             }
         }
@@ -329,12 +323,12 @@ impl Controller {
         targets: Option<Vec<(Uuid, i32)>>,
     ) -> Result<Vec<((Uuid, i32), ElectionResult)>, ControllerError> {
         let image = self.leader_image()?;
-        let (records, results) = match election {
+        let elections = match election {
             ElectionType::Preferred => leadership::elect_preferred(&image, targets.as_deref()),
             ElectionType::Unclean => leadership::elect_unclean(&image, targets.as_deref()),
         };
-        self.propose_chunked(records).await?;
-        Ok(results)
+        self.propose_chunked(elections.records).await?;
+        Ok(elections.results)
     }
 
     /// One pass of the leader's periodic broker work: fence expired sessions; when
@@ -359,7 +353,7 @@ impl Controller {
             let image = self.image();
             let imbalanced = leadership::imbalanced_partitions(&image);
             if !imbalanced.is_empty() {
-                let (records, _) = leadership::elect_preferred(&image, Some(&imbalanced));
+                let records = leadership::elect_preferred(&image, Some(&imbalanced)).records;
                 if !records.is_empty() {
                     tracing::info!(
                         partitions = imbalanced.len(),

@@ -1,7 +1,7 @@
 //! One function per API served on the controller listener.
 
 use isthmus_controller::brokers::{AlterPartitionFailure, ElectionType, Heartbeat};
-use isthmus_controller::leadership::AlterPartitionRequest;
+use isthmus_controller::leadership::{AlterPartitionRequest, IsrMember, BROKER_EPOCH_UNCHECKED};
 use isthmus_controller::records::{BrokerEndpoint, BrokerRegistrationRecord};
 use isthmus_controller::ControllerError;
 use kafka_protocol::error::ResponseError;
@@ -135,12 +135,21 @@ async fn alter_partition(api: &ControllerApi, req: AlterPartitionMessage) -> Res
     for topic in req.topics {
         let mut partitions = Vec::new();
         for p in topic.partitions {
-            let new_isr: Vec<i32> = if p.new_isr_with_epochs.is_empty() {
-                p.new_isr.iter().map(|b| b.0).collect()
+            let new_isr: Vec<IsrMember> = if p.new_isr_with_epochs.is_empty() {
+                p.new_isr
+                    .iter()
+                    .map(|b| IsrMember {
+                        broker_id: b.0,
+                        broker_epoch: BROKER_EPOCH_UNCHECKED,
+                    })
+                    .collect()
             } else {
                 p.new_isr_with_epochs
                     .iter()
-                    .map(|b| b.broker_id.0)
+                    .map(|b| IsrMember {
+                        broker_id: b.broker_id.0,
+                        broker_epoch: b.broker_epoch,
+                    })
                     .collect()
             };
             let request = AlterPartitionRequest {

@@ -72,7 +72,10 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     let response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(text(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(controller_id(broker)))
+        // As a KRaft broker does: clients send admin requests to the "controller" they
+        // are told, and any live broker forwards them to the quorum, so name this one (the
+        // quorum's leader may be a controller-only node, or dead a moment ago).
+        .with_controller_id(BrokerId(broker.node_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     Reply::Now(ResponseKind::Metadata(response))
