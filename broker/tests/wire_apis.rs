@@ -406,6 +406,17 @@ fn admin_requests_validate_only_ids_and_dynamic_configs() {
     assert_eq!(c.controller_id.0, 1);
     assert_eq!(c.brokers.len(), 1);
     assert_eq!(c.cluster_id.len(), 22);
+    // v2 asking for fenced brokers too: this node is registered and unfenced.
+    let c = w.call(
+        2,
+        &DescribeClusterRequest::default()
+            .with_endpoint_type(1)
+            .with_include_fenced_brokers(true),
+    );
+    assert_eq!(c.error_code, 0);
+    assert_eq!(c.brokers.len(), 1);
+    assert_eq!(c.brokers[0].broker_id.0, 1);
+    assert!(!c.brokers[0].is_fenced);
 
     // A dynamic broker default changes what topics without an override report.
     assert_eq!(create(&mut w, "inherits", 1, &[], false).error_code, 0);

@@ -7,6 +7,9 @@
 //! - [`admin`]: `topics create|list|describe|delete|alter-config`.
 //! - [`groups`]: `groups list|describe|delete|reset-offsets`, on a small client of its own
 //!   (librdkafka's safe API lacks these group admin calls).
+//! - [`quorum`]: `quorum status` (DescribeQuorum), on the same small client.
+//! - [`cluster`]: `cluster describe` (DescribeCluster + Metadata) and `cluster local` (a
+//!   stretch cluster on this machine, from the library's `local_cluster`).
 //! - [`console`]: `produce` (stdin lines → records) and `consume` (records → stdout).
 //! - [`perf`]: `perf produce|consume` benchmarks.
 //! - [`perf_groups`]: `perf rebalance|commit` group benchmarks.
@@ -15,10 +18,12 @@
 
 mod admin;
 mod client;
+mod cluster;
 mod console;
 mod groups;
 mod perf;
 mod perf_groups;
+mod quorum;
 mod stats;
 mod throttle;
 
@@ -40,6 +45,9 @@ use crate::client::{ClientOpts, Property};
   isthmusctl consume --topic orders --from-beginning --max-messages 1
   isthmusctl groups describe --group billing
   isthmusctl groups reset-offsets --group billing --topic orders --to-earliest --execute
+  isthmusctl quorum status
+  isthmusctl cluster describe
+  isthmusctl cluster local --dir /tmp/stretch
   isthmusctl -b broker-a:9092 perf produce --topic bench --num-records 100000 --record-size 1024 --throughput -1
   isthmusctl --command-config security.protocol=SASL_SSL --command-config client.properties topics list
 
@@ -98,6 +106,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: perf::PerfCmd,
     },
+    /// The metadata quorum (like kafka-metadata-quorum describe).
+    Quorum {
+        #[command(subcommand)]
+        cmd: quorum::QuorumCmd,
+    },
+    /// Describe the cluster's brokers, or run a local stretch cluster.
+    Cluster {
+        #[command(subcommand)]
+        cmd: cluster::ClusterCmd,
+    },
 }
 
 /// `KEY=VALUE` is one property; anything else is read as a properties file, so the
@@ -147,6 +165,8 @@ async fn main() -> ExitCode {
         Cmd::Produce(a) => console::produce(opts, a).await,
         Cmd::Consume(a) => console::consume(opts, a).await,
         Cmd::Perf { cmd } => perf::run(opts, cmd).await,
+        Cmd::Quorum { cmd } => quorum::run(opts, cmd).await,
+        Cmd::Cluster { cmd } => cluster::run(opts, cmd).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -239,6 +259,42 @@ mod tests {
         assert!(parse(&["--offset", "5", "--from-beginning"]).is_err());
         assert!(parse(&["--offset", "5", "--partition", "0"]).is_ok());
         assert!(parse(&["--offset", "-3"]).is_err());
+    }
+
+    #[test]
+    fn cluster_local_layouts() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["isthmusctl", "cluster", "local", "--dir", "/tmp/x"]
+                    .iter()
+                    .chain(args),
+            )
+        };
+        let layout = |args: &[&str]| match parse(args).unwrap().cmd {
+            Cmd::Cluster {
+                cmd: cluster::ClusterCmd::Local(a),
+            } => a.layout(),
+            other => panic!("parsed as {other:?}"),
+        };
+        let default = layout(&[]);
+        assert_eq!(default, isthmus_ops::local_cluster::Layout::default());
+        let l = layout(&[
+            "--brokers",
+            "a:1,c:3",
+            "--set",
+            "x.y=1",
+            "--base-port",
+            "20000",
+        ]);
+        assert_eq!(l.controllers, default.controllers);
+        assert_eq!(l.brokers.len(), 2);
+        assert_eq!(l.settings, vec![("x.y".to_string(), "1".to_string())]);
+        assert_eq!(l.base_port, 20000);
+        assert_eq!(layout(&["--combined", "a:1"]).combined.len(), 1);
+        assert!(parse(&["--combined", "a:1", "--brokers", "a:1"]).is_err());
+        assert!(parse(&["--set", "node.id=4"]).is_err());
+        assert!(parse(&["--controllers", "a"]).is_err());
+        assert!(parse(&["--base-port", "0"]).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use isthmus_controller::image::BrokerRegistration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -139,22 +140,26 @@ pub fn live_brokers(broker: &Broker, image: &Image) -> Vec<LiveBroker> {
         if b.broker_id == me || b.fenced {
             continue;
         }
-        let endpoint = b
-            .endpoints
-            .iter()
-            .find(|e| e.name == broker.listener_name())
-            .or_else(|| b.endpoints.first());
-        if let Some(e) = endpoint {
-            out.push(LiveBroker {
-                id: b.broker_id,
-                host: e.host.clone(),
-                port: e.port,
-                rack: b.rack.clone(),
-            });
-        }
+        out.extend(client_endpoint(b, broker.listener_name()));
     }
     out.sort_by_key(|b| b.id);
     out
+}
+
+/// `b` at its endpoint of the listener clients use here (else its first one); `None` for a
+/// registration without endpoints.
+pub fn client_endpoint(b: &BrokerRegistration, listener_name: &str) -> Option<LiveBroker> {
+    let e = b
+        .endpoints
+        .iter()
+        .find(|e| e.name == listener_name)
+        .or_else(|| b.endpoints.first())?;
+    Some(LiveBroker {
+        id: b.broker_id,
+        host: e.host.clone(),
+        port: e.port,
+        rack: b.rack.clone(),
+    })
 }
 
 /// The active controller as clients are told (-1 while there is none).

@@ -1,6 +1,8 @@
-//! A small Kafka client on the `kafka-protocol` crate for the group admin requests that
-//! librdkafka's safe API lacks (DescribeGroups with member assignments, OffsetFetch and
-//! OffsetCommit on behalf of a group, DeleteGroups, ListGroups with a state filter).
+//! A small Kafka client on the `kafka-protocol` crate for the admin requests that
+//! librdkafka's safe API lacks: the group ones (DescribeGroups with member assignments,
+//! OffsetFetch and OffsetCommit on behalf of a group, DeleteGroups, ListGroups with a state
+//! filter), and DescribeQuorum (`quorum status`, through [`Conn`], since it must find the
+//! quorum leader) and DescribeCluster (`cluster describe`, through [`Cluster::call_any`]).
 //!
 //! - [`Conn`]: one TCP connection: framing, correlation ids, version negotiation through
 //!   ApiVersions (the highest version both sides speak, capped at what this code fills in).
@@ -70,6 +72,8 @@ fn version_cap(key: ApiKey) -> i16 {
         ApiKey::ListOffsets => 7,
         ApiKey::DeleteGroups => 2,
         ApiKey::ApiVersions => 3,
+        ApiKey::DescribeQuorum => 2,
+        ApiKey::DescribeCluster => 2,
         _ => 0,
     }
 }
@@ -100,8 +104,8 @@ pub fn check_plaintext(opts: &ClientOpts) -> anyhow::Result<()> {
         let k = k.as_str();
         if k == "security.protocol" && !v.eq_ignore_ascii_case("plaintext") {
             bail!(
-                "`isthmusctl groups` speaks PLAINTEXT only; security.protocol={v} is not supported yet \
-                 (kafka-consumer-groups.sh works with TLS/SASL)"
+                "this isthmusctl command speaks PLAINTEXT only; security.protocol={v} is not supported yet \
+                 (Kafka's own tools, e.g. kafka-consumer-groups.sh, work with TLS/SASL)"
             );
         }
     }
@@ -401,7 +405,7 @@ impl Cluster {
 
     /// Calls any reachable broker: an open connection first, then the known brokers,
     /// then the bootstrap list.
-    async fn call_any<R: Request>(&mut self, req: &R) -> anyhow::Result<(R::Response, i16)> {
+    pub async fn call_any<R: Request>(&mut self, req: &R) -> anyhow::Result<(R::Response, i16)> {
         let mut candidates: Vec<String> = self.conns.keys().cloned().collect();
         candidates.extend(self.brokers.values().cloned());
         candidates.extend(self.bootstrap.iter().cloned());

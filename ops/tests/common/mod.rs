@@ -1,6 +1,6 @@
 //! Harness for `isthmusctl` tests against a real `isthmus` process.
 //!
-//! - [`TestBroker`], [`free_port`]: the broker's own test harness
+//! - [`TestBroker`], [`free_port`], [`isthmus_binary`]: the broker's own test harness
 //!   (`broker/tests/common/mod.rs`, included here), which finds the `isthmus` binary in
 //!   the same target folder: build the workspace first.
 //! - [`ctl`]: runs `isthmusctl` against a broker with a time limit and captures its output.
@@ -9,7 +9,7 @@
 #[path = "../../../broker/tests/common/mod.rs"]
 mod broker;
 #[allow(unused_imports)] // not every test binary uses both
-pub use broker::{free_port, TestBroker};
+pub use broker::{file_tail, free_port, isthmus_binary, TestBroker};
 
 use std::io::Read;
 use std::path::PathBuf;
