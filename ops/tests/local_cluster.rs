@@ -551,11 +551,9 @@ fn cli_runs_a_combined_node_until_sigterm() {
 }
 
 /// The stretch layout of the README: three controllers (a:2, b:1) and four brokers (a:2,
-/// b:2). Enable once `process.roles=broker` / `controller` and several voters run; it also
-/// expects Kafka's `broker.session.timeout.ms` (fencing of a broker that stops
-/// heartbeating), DescribeQuorum answered through a broker, and brokers as observers.
+/// b:2): brokers as quorum observers, DescribeQuorum answered through a broker, fencing of
+/// a broker that stops heartbeating and unfencing at its restart.
 #[test]
-#[ignore = "needs separate roles: broker-only and controller-only nodes and a quorum of several voters"]
 fn stretch_layout_three_controllers_four_brokers() {
     let dir = temp_dir();
     let layout = Layout {
