@@ -496,8 +496,7 @@ fn registration_line(cluster: &LocalCluster, id: i32) -> String {
     cluster
         .log_tail(id, 400)
         .lines()
-        .filter(|l| l.contains("registered this broker"))
-        .last()
+        .rfind(|l| l.contains("registered this broker"))
         .map(|l| {
             l.split_once("registered this broker")
                 .map_or(l, |(_, rest)| rest)
