@@ -236,7 +236,8 @@ impl Broker {
     }
 
     /// Makes `latest` this node's view: dynamic settings, then the local partitions, then
-    /// the published view (which admin changes wait for).
+    /// the groups this broker coordinates, then the published view (which admin changes
+    /// wait for).
     pub fn apply_metadata(&self, latest: &MetadataImage) {
         let previous = self.metadata.image();
         let view = Arc::new(Image::from_controller(latest, Some(&previous)));
@@ -246,6 +247,7 @@ impl Broker {
         }
         self.replicas
             .reconcile(&view, &self.settings(), settings_changed);
+        crate::group::log::follow_leadership(self, &view);
         self.metadata.publish(view);
     }
 }

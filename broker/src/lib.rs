@@ -116,11 +116,9 @@ pub async fn run(
     };
     let listeners: Vec<_> = bound.iter().map(|(l, _)| l.clone()).collect();
     let broker = Broker::open(config, started, &listeners).await?;
-    let loaded = group::log::load_all(&broker);
-    if !loaded.is_empty() {
-        tracing::info!(records = loaded.len(), "loaded consumer group offsets");
-    }
-    broker.groups.load(loaded);
+    // The groups of the offsets partitions this broker leads; later changes of leadership
+    // are followed in `Broker::apply_metadata`.
+    group::log::follow_leadership(&broker, &broker.metadata.image());
     // Clients are accepted only now, with every partition open.
     let bound = match server::listen(bound) {
         Ok(b) => b,

@@ -5,18 +5,23 @@
 //! Every group lives under one mutex; nothing awaits while holding it. Members blocked in
 //! JoinGroup or SyncGroup hold a oneshot receiver that a later request or the periodic
 //! [`GroupCoordinator::tick`] completes.
+//!
+//! A group belongs to the leader of its `__consumer_offsets` partition (Kafka's rule). The
+//! coordinator holds only the groups of the partitions this broker leads: it loads a
+//! partition's groups when it gains leadership and drops them when it loses it
+//! ([`GroupCoordinator::set_leadership`]); every other group gets NOT_COORDINATOR.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::oneshot;
 
 use super::consumer::{ConsumerGroup, ConsumerGroupConfig, HeartbeatArgs, HeartbeatReply, Refusal};
 use super::log as offsets_log;
-use super::records::{CommittedOffset, GroupRecord, OffsetsRecord};
+use super::records::{partition_for, CommittedOffset, GroupRecord, OffsetsRecord};
 use super::state::{Group, GroupState, JoinResult, Member, SyncResult};
 use crate::broker::{now_ms, Broker};
 use crate::metadata::store::Image;
@@ -65,7 +70,20 @@ pub struct JoinArgs {
 
 pub struct GroupCoordinator {
     pub config: GroupConfig,
+    /// Only groups of `ownership.owned` partitions: the paths that create a group check
+    /// ownership under this lock, and [`GroupCoordinator::set_leadership`] drops the rest.
+    /// Lock order: `groups`, then `ownership`.
     groups: Mutex<HashMap<String, Group>>,
+    ownership: RwLock<Ownership>,
+}
+
+/// The `__consumer_offsets` partitions this broker coordinates.
+#[derive(Debug, Default)]
+struct Ownership {
+    /// The topic's partition count; None while the topic does not exist.
+    partitions: Option<i32>,
+    /// The partitions this broker leads, their groups loaded.
+    owned: BTreeSet<i32>,
 }
 
 fn code(e: ResponseError) -> i16 {
@@ -86,57 +104,164 @@ impl GroupCoordinator {
         GroupCoordinator {
             config,
             groups: Mutex::new(HashMap::new()),
+            ownership: RwLock::new(Ownership::default()),
         }
     }
 
-    /// Rebuilds committed offsets and group existence from `__consumer_offsets` (members
-    /// are not restored: after a restart they rejoin, as after a coordinator move).
-    pub fn load(&self, records: impl IntoIterator<Item = OffsetsRecord>) {
+    /// The `__consumer_offsets` partition holding `group`: by the topic's partition count
+    /// once it exists (as Kafka does), else by `offsets.topic.num.partitions`.
+    pub fn partition_of(&self, group: &str) -> i32 {
+        let partitions = self.ownership.read().partitions;
+        partition_for(group, partitions.unwrap_or(self.config.offsets_partitions))
+    }
+
+    /// NOT_COORDINATOR unless this broker leads `group`'s offsets partition, checked
+    /// first by every group API. Before the offsets topic exists no group exists anywhere,
+    /// so every broker may answer "unknown group"; the APIs that create groups create the
+    /// topic first (and then need the leadership, see [`GroupCoordinator::owns`]).
+    pub fn check_coordinator(&self, group: &str) -> Result<(), ResponseError> {
+        let o = self.ownership.read();
+        match o.partitions {
+            None => Ok(()),
+            Some(n) if o.owned.contains(&partition_for(group, n)) => Ok(()),
+            Some(_) => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// Whether a group may be created or changed here; called under the groups lock so
+    /// that no group of a partition being dropped slips back in.
+    fn owns(&self, group: &str) -> Result<(), ResponseError> {
+        let o = self.ownership.read();
+        match o.partitions {
+            None => Err(ResponseError::CoordinatorNotAvailable),
+            Some(n) if o.owned.contains(&partition_for(group, n)) => Ok(()),
+            Some(_) => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// The partitions that [`GroupCoordinator::set_leadership`] with the same arguments
+    /// will load: the newly led ones (all led ones when the partition count changed, since
+    /// groups then map to other partitions).
+    pub fn partitions_to_load(&self, partitions: Option<i32>, led: &BTreeSet<i32>) -> Vec<i32> {
+        let o = self.ownership.read();
+        if o.partitions != partitions {
+            led.iter().copied().collect()
+        } else {
+            led.difference(&o.owned).copied().collect()
+        }
+    }
+
+    /// Follows the leadership of `__consumer_offsets` (`partitions`: its partition count,
+    /// None when it does not exist; `led`: the partitions this broker leads). Groups of
+    /// partitions no longer led leave memory, their waiting members answered
+    /// NOT_COORDINATOR; newly led partitions get their groups from `loaded` (records read
+    /// from each partition's log, see `group::log::follow_leadership`), replacing anything
+    /// left in memory, so a regained partition is exactly what its log says.
+    pub fn set_leadership(
+        &self,
+        partitions: Option<i32>,
+        led: BTreeSet<i32>,
+        loaded: Vec<(i32, Vec<OffsetsRecord>)>,
+    ) {
         let mut groups = self.groups.lock();
-        let now = now_ms();
-        for record in records {
-            match record {
-                OffsetsRecord::Offset {
-                    group,
-                    topic,
-                    partition,
-                    value,
-                } => {
-                    let g = groups
-                        .entry(group.clone())
-                        .or_insert_with(|| Group::new(&group, now));
-                    match value {
-                        Some(v) => {
-                            g.offsets.insert((topic, partition), v);
-                        }
-                        None => {
-                            g.offsets.remove(&(topic, partition));
-                        }
-                    }
-                }
-                OffsetsRecord::Group {
-                    group,
-                    value: Some(v),
-                } => {
-                    let g = groups
-                        .entry(group.clone())
-                        .or_insert_with(|| Group::new(&group, now));
-                    g.protocol_type = Some(v.protocol_type).filter(|t| !t.is_empty());
-                    g.generation = v.generation;
-                    g.state_since_ms = if v.state_timestamp_ms > 0 {
-                        v.state_timestamp_ms
-                    } else {
-                        now
-                    };
-                }
-                OffsetsRecord::Group { group, value: None } => {
-                    groups.remove(&group);
+        let mut o = self.ownership.write();
+        let resized = o.partitions != partitions;
+        let (lost, gained): (BTreeSet<i32>, BTreeSet<i32>) = if resized {
+            (o.owned.clone(), led.clone())
+        } else {
+            (
+                o.owned.difference(&led).copied().collect(),
+                led.difference(&o.owned).copied().collect(),
+            )
+        };
+        if !resized && lost.is_empty() && gained.is_empty() {
+            return;
+        }
+        let count = partitions.unwrap_or(self.config.offsets_partitions);
+        groups.retain(|id, g| {
+            let keep = !resized && {
+                let p = partition_for(id, count);
+                !lost.contains(&p) && !gained.contains(&p)
+            };
+            if !keep {
+                for member in g.members.keys().cloned().collect::<Vec<_>>() {
+                    g.remove_member(&member, code(ResponseError::NotCoordinator));
                 }
             }
+            keep
+        });
+        let mut records = 0;
+        for (p, batch) in loaded {
+            if gained.contains(&p) {
+                records += batch.len();
+                load_into(&mut groups, batch);
+            }
         }
-        groups.retain(|_, g| g.protocol_type.is_some() || !g.offsets.is_empty());
+        if !lost.is_empty() {
+            tracing::info!(partitions = ?lost, "no longer the group coordinator of these offsets partitions");
+        }
+        if !gained.is_empty() {
+            tracing::info!(partitions = ?gained, records, "became the group coordinator of these offsets partitions");
+        }
+        o.partitions = partitions;
+        o.owned = led;
     }
+}
 
+/// Rebuilds committed offsets and group existence from `__consumer_offsets` records (members
+/// are not restored: after a restart they rejoin, as after a coordinator move).
+fn load_into(groups: &mut HashMap<String, Group>, records: Vec<OffsetsRecord>) {
+    let now = now_ms();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    for record in records {
+        match record {
+            OffsetsRecord::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } => {
+                let g = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group, now));
+                match value {
+                    Some(v) => {
+                        g.offsets.insert((topic, partition), v);
+                    }
+                    None => {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+                touched.insert(group);
+            }
+            OffsetsRecord::Group {
+                group,
+                value: Some(v),
+            } => {
+                let g = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group, now));
+                g.protocol_type = Some(v.protocol_type).filter(|t| !t.is_empty());
+                g.generation = v.generation;
+                g.state_since_ms = if v.state_timestamp_ms > 0 {
+                    v.state_timestamp_ms
+                } else {
+                    now
+                };
+                touched.insert(group);
+            }
+            OffsetsRecord::Group { group, value: None } => {
+                groups.remove(&group);
+            }
+        }
+    }
+    // Only the loaded groups: another one may be in the middle of its creation, still empty.
+    groups.retain(|id, g| {
+        !touched.contains(id) || g.protocol_type.is_some() || !g.offsets.is_empty()
+    });
+}
+
+impl GroupCoordinator {
     pub fn join(&self, broker: &Broker, args: JoinArgs) -> Pending<JoinResult> {
         if args.group_id.is_empty() {
             return Pending::Now(join_error(ResponseError::InvalidGroupId, &args.member_id));
@@ -158,6 +283,9 @@ impl GroupCoordinator {
         }
         let now = Instant::now();
         let mut groups = self.groups.lock();
+        if let Err(e) = self.owns(&args.group_id) {
+            return Pending::Now(join_error(e, &args.member_id));
+        }
         if !args.member_id.is_empty() && !groups.contains_key(&args.group_id) {
             return Pending::Now(join_error(ResponseError::UnknownMemberId, &args.member_id));
         }
@@ -676,6 +804,12 @@ impl GroupCoordinator {
     ) -> Result<HeartbeatReply, Refusal> {
         let now = Instant::now();
         let mut groups = self.groups.lock();
+        self.owns(group_id).map_err(|e| {
+            (
+                e,
+                format!("this broker does not coordinate group {group_id}"),
+            )
+        })?;
         let joining = args.member_epoch == 0;
         let unknown = || {
             Err((
@@ -755,6 +889,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
         let mut groups = self.groups.lock();
+        self.owns(group_id)?;
         let group = match groups.get_mut(group_id) {
             Some(g) => g,
             None if generation < 0 && member_id.is_empty() => {
@@ -780,8 +915,13 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// Installs offsets written to the log. A coordinator that lost the group meanwhile
+    /// skips them: they are in the log, where the next coordinator loads them from.
     pub fn apply_commit(&self, group_id: &str, offsets: Vec<((String, i32), CommittedOffset)>) {
         let mut groups = self.groups.lock();
+        if self.owns(group_id).is_err() {
+            return;
+        }
         let group = groups
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(group_id, now_ms()));
@@ -943,5 +1083,145 @@ fn persist_group(broker: &Broker, group: &Group) {
     )];
     if let Err(e) = offsets_log::append(broker, &group.id, records) {
         tracing::warn!(group = %group.id, error = %e, "writing group metadata failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::assignor::Assignor;
+
+    const PARTITIONS: i32 = 4;
+
+    fn coordinator() -> GroupCoordinator {
+        GroupCoordinator::new(GroupConfig {
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            initial_rebalance_delay_ms: 0,
+            offsets_partitions: PARTITIONS,
+            metadata_max_bytes: 4096,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer: ConsumerGroupConfig {
+                session_timeout: Duration::from_secs(45),
+                max_size: 100,
+                assignors: vec![Assignor::Uniform],
+            },
+        })
+    }
+
+    /// Two group ids whose offsets partitions differ.
+    fn two_groups() -> (String, String) {
+        let a = "group-a".to_string();
+        let b = (0..)
+            .map(|i| format!("group-{i}"))
+            .find(|g| partition_for(g, PARTITIONS) != partition_for(&a, PARTITIONS))
+            .expect("some group maps elsewhere");
+        (a, b)
+    }
+
+    fn committed(offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: now_ms(),
+        }
+    }
+
+    fn offset_record(group: &str, offset: i64) -> OffsetsRecord {
+        OffsetsRecord::Offset {
+            group: group.to_string(),
+            topic: "t".into(),
+            partition: 0,
+            value: Some(committed(offset)),
+        }
+    }
+
+    fn offset_of(c: &GroupCoordinator, group: &str) -> Option<i64> {
+        c.committed(group)
+            .and_then(|o| o.get(&("t".to_string(), 0)).map(|v| v.offset))
+    }
+
+    #[test]
+    fn before_the_offsets_topic_exists_groups_are_unknown_everywhere_and_cannot_be_created() {
+        let c = coordinator();
+        assert_eq!(c.check_coordinator("g"), Ok(()));
+        assert_eq!(
+            c.validate_commit("g", -1, "", None),
+            Err(ResponseError::CoordinatorNotAvailable)
+        );
+        c.apply_commit("g", vec![(("t".into(), 0), committed(1))]);
+        assert!(c.committed("g").is_none());
+    }
+
+    #[test]
+    fn only_groups_of_led_partitions_are_served_loaded_and_dropped() {
+        let c = coordinator();
+        let (a, b) = two_groups();
+        let pa = partition_for(&a, PARTITIONS);
+        let led = BTreeSet::from([pa]);
+        assert_eq!(c.partitions_to_load(Some(PARTITIONS), &led), vec![pa]);
+        c.set_leadership(
+            Some(PARTITIONS),
+            led.clone(),
+            vec![(pa, vec![offset_record(&a, 5)])],
+        );
+        assert_eq!(
+            c.partitions_to_load(Some(PARTITIONS), &led),
+            Vec::<i32>::new()
+        );
+        assert_eq!(c.check_coordinator(&a), Ok(()));
+        assert_eq!(offset_of(&c, &a), Some(5));
+        assert_eq!(c.check_coordinator(&b), Err(ResponseError::NotCoordinator));
+        assert_eq!(
+            c.validate_commit(&b, -1, "", None),
+            Err(ResponseError::NotCoordinator)
+        );
+        c.apply_commit(&b, vec![(("t".into(), 0), committed(1))]);
+        assert!(c.committed(&b).is_none());
+
+        // Memory moves past the log (a commit the log would also have)...
+        c.apply_commit(&a, vec![(("t".into(), 0), committed(9))]);
+        assert_eq!(offset_of(&c, &a), Some(9));
+        // ...then leadership goes: the group leaves memory.
+        c.set_leadership(Some(PARTITIONS), BTreeSet::new(), Vec::new());
+        assert_eq!(c.check_coordinator(&a), Err(ResponseError::NotCoordinator));
+        assert!(c.committed(&a).is_none());
+        assert!(c.with_groups(|g| g.is_empty()));
+
+        // Regained: exactly what the log says now.
+        assert_eq!(c.partitions_to_load(Some(PARTITIONS), &led), vec![pa]);
+        c.set_leadership(
+            Some(PARTITIONS),
+            led,
+            vec![(pa, vec![offset_record(&a, 7)])],
+        );
+        assert_eq!(offset_of(&c, &a), Some(7));
+    }
+
+    #[test]
+    fn a_new_partition_count_reloads_every_led_partition() {
+        let c = coordinator();
+        let (a, _) = two_groups();
+        let pa = partition_for(&a, PARTITIONS);
+        c.set_leadership(
+            Some(PARTITIONS),
+            BTreeSet::from([pa]),
+            vec![(pa, vec![offset_record(&a, 5)])],
+        );
+        let all: BTreeSet<i32> = (0..8).collect();
+        assert_eq!(
+            c.partitions_to_load(Some(8), &all),
+            all.iter().copied().collect::<Vec<_>>()
+        );
+        let p8 = partition_for(&a, 8);
+        c.set_leadership(Some(8), all, vec![(p8, vec![offset_record(&a, 6)])]);
+        assert_eq!(offset_of(&c, &a), Some(6));
+        assert_eq!(c.partition_of(&a), p8);
+        // The topic gone: nothing is coordinated, nothing kept.
+        c.set_leadership(None, BTreeSet::new(), Vec::new());
+        assert!(c.committed(&a).is_none());
+        assert_eq!(c.check_coordinator(&a), Ok(()));
     }
 }

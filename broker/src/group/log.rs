@@ -1,7 +1,8 @@
 //! Reading and writing `__consumer_offsets`: created on first use (Kafka's defaults for the
-//! internal topic), appended to as a local leader append, and read back at startup.
+//! internal topic), appended to by the partition's leader (the group's coordinator), and
+//! read back partition by partition whenever this broker becomes a partition's leader.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use isthmus_protocol::batch::{self, BatchBuilder};
@@ -10,6 +11,7 @@ use kafka_protocol::error::ResponseError;
 use super::records::{decode, partition_for, OffsetsRecord, OFFSETS_TOPIC};
 use crate::broker::{now_ms, Broker};
 use crate::error::BrokerError;
+use crate::metadata::Image;
 use crate::replica::Partition;
 use crate::topics::{self, NewTopic};
 
@@ -20,9 +22,9 @@ const LOAD_READ_BYTES: usize = 8 << 20;
 
 /// Creates the internal topic if it does not exist yet.
 pub fn ensure_topic(broker: &Broker) -> Result<(), BrokerError> {
-    // Checked on the replicas, not the image: the image names a topic before its logs are
-    // open, and a concurrent creator finishes under the admin lock before we get it.
-    if broker.replicas.topic(OFFSETS_TOPIC).is_some() {
+    // The published image, not the local replicas: this broker may host none of the
+    // partitions. The published view is reconciled, so a topic there has its logs open.
+    if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
         return Ok(());
     }
     let mut configs = BTreeMap::new();
@@ -49,16 +51,36 @@ pub fn ensure_topic(broker: &Broker) -> Result<(), BrokerError> {
     }
 }
 
+/// The broker coordinating `group`: the leader of its offsets partition in `image`.
+/// COORDINATOR_NOT_AVAILABLE while the topic is being created or the partition has no
+/// leader.
+pub fn coordinator(image: &Image, group: &str) -> Result<i32, ResponseError> {
+    let topic = image
+        .topic(OFFSETS_TOPIC)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let index = partition_for(group, topic.partitions);
+    match topic.partition(index) {
+        Some(p) if p.leader >= 0 => Ok(p.leader),
+        _ => Err(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
+/// The group's offsets partition, when this broker leads it.
 fn partition(broker: &Broker, group: &str) -> Result<Arc<Partition>, BrokerError> {
-    let index = partition_for(group, broker.groups.config.offsets_partitions);
+    let index = broker.groups.partition_of(group);
+    let image = broker.metadata.image();
     broker
         .replicas
-        .partition(OFFSETS_TOPIC, index)
-        .ok_or_else(|| {
-            BrokerError::kafka(
+        .leader_partition(&image, OFFSETS_TOPIC, index)
+        .map_err(|e| match e {
+            ResponseError::NotLeaderOrFollower => BrokerError::kafka(
+                ResponseError::NotCoordinator,
+                "this broker does not lead the group's offsets partition",
+            ),
+            _ => BrokerError::kafka(
                 ResponseError::CoordinatorNotAvailable,
                 "the offsets topic is not available",
-            )
+            ),
         })
 }
 
@@ -90,41 +112,70 @@ pub fn append(
     }
 }
 
-/// Every record of the topic, partition by partition, in log order.
-pub fn load_all(broker: &Broker) -> Vec<OffsetsRecord> {
+/// Makes the group coordinator follow `image`: it coordinates the groups of the offsets
+/// partitions this broker leads, loading a partition's groups from its log when it gains
+/// the leadership and dropping them when it loses it. Runs at startup and on every
+/// metadata change, before the image is published, so requests never see a led partition
+/// whose groups are not loaded.
+pub fn follow_leadership(broker: &Broker, image: &Image) {
+    let me = broker.node_id();
+    let topic = image.topic(OFFSETS_TOPIC);
+    let partitions = topic.map(|t| t.partitions);
+    let led: BTreeSet<i32> = topic
+        .map(|t| {
+            t.partition_states
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.leader == me)
+                .map(|(i, _)| i as i32)
+                .collect()
+        })
+        .unwrap_or_default();
+    let loaded = broker
+        .groups
+        .partitions_to_load(partitions, &led)
+        .into_iter()
+        .map(|index| {
+            let records = broker
+                .replicas
+                .partition(OFFSETS_TOPIC, index)
+                .map(|p| read_partition(&p))
+                .unwrap_or_default();
+            (index, records)
+        })
+        .collect();
+    broker.groups.set_leadership(partitions, led, loaded);
+}
+
+/// Every record of one offsets partition, in log order. A read error stops the load there
+/// (logged): the offsets after it are missing rather than the broker down.
+fn read_partition(p: &Partition) -> Vec<OffsetsRecord> {
     let mut out = Vec::new();
-    let Some(topic) = broker.replicas.topic(OFFSETS_TOPIC) else {
-        return out;
-    };
-    for p in &topic.partitions {
-        let end = p.with_log(|log| Ok(log.log_end_offset())).unwrap_or(0);
-        let mut offset = p.log_start_offset().max(0);
-        while offset < end {
-            let read = match p.with_log(|log| Ok(log.read(offset, LOAD_READ_BYTES, end, true)?)) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(partition = p.index, offset, error = %e, "cannot read the offsets topic; offsets after this point are not loaded");
-                    break;
-                }
-            };
-            if read.records.is_empty() || read.next_offset <= offset {
+    let end = p.with_log(|log| Ok(log.log_end_offset())).unwrap_or(0);
+    let mut offset = p.log_start_offset().max(0);
+    while offset < end {
+        let read = match p.with_log(|log| Ok(log.read(offset, LOAD_READ_BYTES, end, true)?)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(partition = p.index, offset, error = %e, "cannot read the offsets topic; offsets after this point are not loaded");
                 break;
             }
-            for info in
-                batch::batches(&read.records, batch::Validation::Stored).map_while(Result::ok)
-            {
-                let bytes = &read.records[info.range()];
-                let Ok(records) = batch::records(bytes) else {
-                    continue;
-                };
-                for r in records.map_while(Result::ok) {
-                    if let Some(decoded) = r.key.and_then(|k| decode(k, r.value)) {
-                        out.push(decoded);
-                    }
+        };
+        if read.records.is_empty() || read.next_offset <= offset {
+            break;
+        }
+        for info in batch::batches(&read.records, batch::Validation::Stored).map_while(Result::ok) {
+            let bytes = &read.records[info.range()];
+            let Ok(records) = batch::records(bytes) else {
+                continue;
+            };
+            for r in records.map_while(Result::ok) {
+                if let Some(decoded) = r.key.and_then(|k| decode(k, r.value)) {
+                    out.push(decoded);
                 }
             }
-            offset = read.next_offset;
         }
+        offset = read.next_offset;
     }
     out
 }

@@ -39,6 +39,9 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                         .with_error_code(ResponseError::InvalidGroupId.code())
                         .with_error_message(Some(text("GroupId can't be empty.")));
                 }
+                if let Err(e) = broker.groups.check_coordinator(&id.0) {
+                    return base.with_error_code(e.code());
+                }
                 let Some(g) = groups.get(id.0.as_str()) else {
                     return not_found(base, format!("Group {} not found.", id.0));
                 };

@@ -45,6 +45,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
 
 async fn delete(broker: &Broker, id: &GroupId) -> Result<(), ResponseError> {
     let name = id.0.to_string();
+    broker.groups.check_coordinator(&name)?;
     let keys = broker
         .groups
         .with_groups(|groups| match groups.get(&name) {

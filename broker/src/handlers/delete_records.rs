@@ -17,6 +17,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
     let RequestKind::DeleteRecords(req) = body else {
         return mismatched("DeleteRecords");
     };
+    let image = broker.metadata.image();
     let topics = req
         .topics
         .into_iter()
@@ -25,9 +26,10 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let result = match broker.replicas.partition(&topic.name.0, p.partition_index) {
-                        None => Err(ResponseError::UnknownTopicOrPartition),
-                        Some(partition) => {
+                    let result = broker
+                        .replicas
+                        .leader_partition(&image, &topic.name.0, p.partition_index)
+                        .and_then(|partition| {
                             let hw = partition.high_watermark();
                             let target = if p.offset == -1 { hw } else { p.offset };
                             if target < 0 || target > hw {
@@ -37,8 +39,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                                     .with_log(|log| Ok(log.delete_records_before(target)?))
                                     .map_err(|e| e.response_error())
                             }
-                        }
-                    };
+                        });
                     let base = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index);
                     match result {

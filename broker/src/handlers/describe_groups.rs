@@ -23,6 +23,9 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 let base = DescribedGroup::default()
                     .with_group_id(id.clone())
                     .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+                if let Err(e) = broker.groups.check_coordinator(&id.0) {
+                    return base.with_error_code(e.code());
+                }
                 // A consumer-protocol group is described by ConsumerGroupDescribe; here it
                 // answers as Kafka's classic view does: not found.
                 match groups.get(id.0.as_str()).filter(|g| g.consumer.is_none()) {

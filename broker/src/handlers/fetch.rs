@@ -1,6 +1,7 @@
 //! Fetch: whole batches below the high watermark, handed out as zero-copy slices of the
 //! segment files; long-polls until `min_bytes` are available or `max_wait_ms` passes, woken
-//! by high-watermark changes rather than by polling.
+//! by high-watermark changes rather than by polling. Only the partition's leader serves;
+//! elsewhere the answer is NOT_LEADER_OR_FOLLOWER with the current leader (KIP-951).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,15 +9,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchResponse, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchResponse, RequestKind, ResponseKind, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{check_leader_epoch, mismatched};
+use super::{check_leader_epoch, current_leader, leader_endpoints, mismatched, text};
 use crate::broker::Broker;
 use crate::dispatch::{Reply, RequestContext};
+use crate::metadata::Image;
 use crate::replica::Partition;
 
 /// Upper bound on a long poll, whatever the client asks: keeps a bad `max_wait_ms` from
@@ -26,12 +30,55 @@ const MAX_FETCH_WAIT_MS: u64 = 60_000;
 /// `isolation_level` 1 = read_committed.
 const READ_COMMITTED: i8 = 1;
 
+/// Fetch v15 moved the replica id into `replica_state`.
+const REPLICA_STATE_VERSION: i16 = 15;
+
 struct Wanted {
     index: i32,
     partition: Result<Arc<Partition>, ResponseError>,
     fetch_offset: i64,
     partition_max_bytes: usize,
     current_leader_epoch: i32,
+    /// The leader as the image has it, (id, epoch), for answers that send the client
+    /// elsewhere (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH).
+    leader: (i32, i32),
+}
+
+/// Who fetches: a consumer (replica id < 0) or a follower replica (its broker id).
+#[derive(Clone, Copy)]
+enum Fetcher {
+    Consumer,
+    Follower(i32),
+}
+
+/// The local partition a fetch reads, or why not. Consumers and followers alike fetch
+/// from the leader only.
+fn resolve(
+    broker: &Broker,
+    image: &Image,
+    fetcher: Fetcher,
+    topic: &str,
+    index: i32,
+) -> Result<Arc<Partition>, ResponseError> {
+    let partition = broker.replicas.leader_partition(image, topic, index)?;
+    match fetcher {
+        Fetcher::Consumer => Ok(partition),
+        // The seam for replication: a follower must be an assigned replica (Kafka refuses
+        // others the same way). Reading up to the log end instead of the high watermark
+        // and recording the follower's position (high watermark, ISR) come with the
+        // replica fetchers; until then a follower reads what a consumer reads.
+        Fetcher::Follower(id) => {
+            let assigned = image
+                .topic(topic)
+                .and_then(|t| t.partition(index))
+                .is_some_and(|p| p.replicas.contains(&id));
+            if assigned {
+                Ok(partition)
+            } else {
+                Err(ResponseError::NotLeaderOrFollower)
+            }
+        }
+    }
 }
 
 pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) -> Reply {
@@ -39,6 +86,16 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
         return mismatched("Fetch");
     };
     let by_id = header.request_api_version >= 13;
+    let replica_id = if header.request_api_version >= REPLICA_STATE_VERSION {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let fetcher = if replica_id >= 0 {
+        Fetcher::Follower(replica_id)
+    } else {
+        Fetcher::Consumer
+    };
     if req.session_id != 0 {
         // This broker never creates fetch sessions (it answers session_id 0, which KIP-227
         // allows), so any session id is unknown.
@@ -64,13 +121,16 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
             .into_iter()
             .map(|p| Wanted {
                 index: p.partition,
-                partition: name
-                    .as_deref()
-                    .and_then(|n| broker.replicas.partition(n, p.partition))
-                    .ok_or(missing),
+                partition: match name.as_deref() {
+                    Some(n) => resolve(broker, &image, fetcher, n, p.partition),
+                    None => Err(missing),
+                },
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                 current_leader_epoch: p.current_leader_epoch,
+                leader: name
+                    .as_deref()
+                    .map_or((-1, -1), |n| current_leader(&image, n, p.partition)),
             })
             .collect();
         topics.push((topic.topic, topic.topic_id, wanted));
@@ -79,6 +139,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis((req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT_MS));
     let read_committed = req.isolation_level == READ_COMMITTED;
+    let broker = Arc::clone(broker);
     Reply::Later(
         async move {
             let deadline = Instant::now() + max_wait;
@@ -97,7 +158,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                     || Instant::now() >= deadline
                     || watches.is_empty()
                 {
-                    return ResponseKind::Fetch(response);
+                    return ResponseKind::Fetch(with_leader_endpoints(&broker, &image, response));
                 }
                 let changed =
                     futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
@@ -136,13 +197,22 @@ fn read_all(
                 }
                 Err(error) => {
                     any_error = true;
-                    PartitionData::default()
+                    let data = PartitionData::default()
                         .with_partition_index(w.index)
                         .with_error_code(error.code())
                         .with_high_watermark(-1)
                         .with_last_stable_offset(-1)
                         .with_log_start_offset(-1)
-                        .with_records(Some(Bytes::new()))
+                        .with_records(Some(Bytes::new()));
+                    if sends_elsewhere(error.code()) {
+                        data.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(w.leader.0))
+                                .with_leader_epoch(w.leader.1),
+                        )
+                    } else {
+                        data
+                    }
                 }
             };
             partitions.push(data);
@@ -159,6 +229,33 @@ fn read_all(
         total,
         any_error,
     )
+}
+
+/// The errors KIP-951 answers with the current leader (and its endpoint).
+fn sends_elsewhere(code: i16) -> bool {
+    code == ResponseError::NotLeaderOrFollower.code()
+        || code == ResponseError::FencedLeaderEpoch.code()
+}
+
+/// Adds `node_endpoints` for the leaders the partitions point to (Fetch v16+).
+fn with_leader_endpoints(broker: &Broker, image: &Image, response: FetchResponse) -> FetchResponse {
+    let leaders = response
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter(|p| sends_elsewhere(p.error_code))
+        .map(|p| p.current_leader.leader_id.0);
+    let endpoints = leader_endpoints(broker, image, leaders)
+        .into_iter()
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(text(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(text))
+        })
+        .collect();
+    response.with_node_endpoints(endpoints)
 }
 
 fn read_one(

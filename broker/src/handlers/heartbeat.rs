@@ -19,12 +19,17 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
             HeartbeatResponse::default().with_error_code(ResponseError::InvalidGroupId.code()),
         ));
     }
-    let result = broker.groups.heartbeat(
-        &req.group_id.0,
-        req.generation_id,
-        &req.member_id,
-        req.group_instance_id.as_deref(),
-    );
+    let result = broker
+        .groups
+        .check_coordinator(&req.group_id.0)
+        .and_then(|()| {
+            broker.groups.heartbeat(
+                &req.group_id.0,
+                req.generation_id,
+                &req.member_id,
+                req.group_instance_id.as_deref(),
+            )
+        });
     let code = result.err().map_or(0, |e| e.code());
     Reply::Now(ResponseKind::Heartbeat(
         HeartbeatResponse::default().with_error_code(code),

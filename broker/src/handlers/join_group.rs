@@ -26,6 +26,17 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
         tracing::warn!(error = %e, "offsets topic unavailable");
         return Reply::Now(respond(r));
     }
+    // An empty group id is refused by the coordinator first (INVALID_GROUP_ID), as in Kafka.
+    if !req.group_id.0.is_empty() {
+        if let Err(e) = broker.groups.check_coordinator(&req.group_id.0) {
+            return Reply::Now(respond(JoinResult {
+                error: e.code(),
+                generation: -1,
+                member_id: req.member_id.to_string(),
+                ..Default::default()
+            }));
+        }
+    }
     let args = JoinArgs {
         group_id: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),

@@ -34,7 +34,11 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    let outcome = match broker.groups.leave(broker, &req.group_id.0, &leaving) {
+    let left = broker
+        .groups
+        .check_coordinator(&req.group_id.0)
+        .and_then(|()| broker.groups.leave(broker, &req.group_id.0, &leaving));
+    let outcome = match left {
         // An unknown group: from v3 Kafka answers each member UNKNOWN_MEMBER_ID.
         Err(ResponseError::UnknownMemberId) if batched => {
             Ok(vec![ResponseError::UnknownMemberId.code(); leaving.len()])

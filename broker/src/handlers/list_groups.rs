@@ -1,5 +1,6 @@
-//! ListGroups: every group, classic or consumer protocol, with its protocol type, state (v4+)
-//! and type (v5+), filtered by state and type when asked.
+//! ListGroups: every group this broker coordinates, classic or consumer protocol, with its
+//! protocol type, state (v4+) and type (v5+), filtered by state and type when asked.
+//! Clients ask every broker and merge the lists, as with Kafka.
 
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
     let mut listed: Vec<ListedGroup> = broker.groups.with_groups(|groups| {
         groups
             .values()
+            // Memory holds only coordinated groups; checked anyway, as Kafka lists only the
+            // groups of the partitions it leads.
+            .filter(|g| broker.groups.check_coordinator(&g.id).is_ok())
             .filter(|g| states.is_empty() || states.contains(&g.state_name().to_lowercase()))
             .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type()))
             .map(|g| {

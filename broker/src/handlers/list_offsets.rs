@@ -24,6 +24,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
     let RequestKind::ListOffsets(req) = body else {
         return mismatched("ListOffsets");
     };
+    let image = broker.metadata.image();
     let topics = req
         .topics
         .into_iter()
@@ -32,13 +33,13 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let answer = match broker.replicas.partition(&topic.name.0, p.partition_index) {
-                        None => Err(ResponseError::UnknownTopicOrPartition),
-                        Some(partition) => {
+                    let answer = broker
+                        .replicas
+                        .leader_partition(&image, &topic.name.0, p.partition_index)
+                        .and_then(|partition| {
                             check_leader_epoch(p.current_leader_epoch, partition.leader_epoch())
                                 .and_then(|()| lookup(&partition, p.timestamp))
-                        }
-                    };
+                        });
                     let base = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     match answer {

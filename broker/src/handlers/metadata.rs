@@ -1,8 +1,10 @@
 //! Metadata: brokers, controller and topics (with ids, replicas, ISR, leaders and leader
 //! epochs from the partition records) from the local view of the metadata image; creates
-//! topics that do not exist when auto-create is on and the client allows it.
+//! topics that do not exist when auto-create is on and the client allows it. A partition
+//! without a reachable leader answers LEADER_NOT_AVAILABLE with leader -1, and replicas on
+//! brokers that are not live (fenced or unregistered) are listed offline, as in Kafka.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use isthmus_controller::image::BrokerRegistration;
@@ -34,11 +36,14 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     let allow_create =
         broker.node.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let image = broker.metadata.image();
+    let live = live_brokers(broker, &image);
+    let live_ids: BTreeSet<i32> = live.iter().map(|b| b.id).collect();
+    let describe = |t: &TopicRecord| describe(&image, &live_ids, t);
     let topics: Vec<MetadataResponseTopic> = match req.topics {
         // v0: an empty list means every topic; v1+: null means every topic.
-        None => image.topics.values().map(|t| describe(broker, t)).collect(),
+        None => image.topics.values().map(|t| describe(t)).collect(),
         Some(list) if list.is_empty() && version == 0 => {
-            image.topics.values().map(|t| describe(broker, t)).collect()
+            image.topics.values().map(|t| describe(t)).collect()
         }
         Some(list) => list
             .into_iter()
@@ -50,9 +55,9 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                         .filter(|n| !n.0.is_empty() || wanted.topic_id.is_nil()),
                     wanted.topic_id,
                 ) {
-                    (Some(name), _) => by_name(broker, &name.0, allow_create),
-                    (None, id) if !id.is_nil() => match broker.metadata.image().topic_by_id(id) {
-                        Some(t) => describe(broker, t),
+                    (Some(name), _) => by_name(broker, &name.0, allow_create, &describe),
+                    (None, id) if !id.is_nil() => match image.topic_by_id(id) {
+                        Some(t) => describe(t),
                         None => error_topic(None, id, ResponseError::UnknownTopicId),
                     },
                     (None, id) => error_topic(None, id, ResponseError::InvalidRequest),
@@ -60,7 +65,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
             })
             .collect(),
     };
-    let brokers = live_brokers(broker, &broker.metadata.image())
+    let brokers = live
         .into_iter()
         .map(|b| {
             MetadataResponseBroker::default()
@@ -82,9 +87,14 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     Reply::Now(ResponseKind::Metadata(response))
 }
 
-fn by_name(broker: &Arc<Broker>, name: &str, allow_create: bool) -> MetadataResponseTopic {
+fn by_name(
+    broker: &Arc<Broker>,
+    name: &str,
+    allow_create: bool,
+    describe: &dyn Fn(&TopicRecord) -> MetadataResponseTopic,
+) -> MetadataResponseTopic {
     if let Some(t) = broker.metadata.image().topic(name) {
-        return describe(broker, t);
+        return describe(t);
     }
     if validate_topic_name(name).is_err() {
         return error_topic(
@@ -108,10 +118,10 @@ fn by_name(broker: &Arc<Broker>, name: &str, allow_create: bool) -> MetadataResp
         configs: BTreeMap::new(),
     };
     match topics::create(broker, new, false) {
-        Ok(record) => describe(broker, &record),
+        Ok(record) => describe(&record),
         Err(e) => match broker.metadata.image().topic(name) {
             // Created concurrently by another request: describe what is there.
-            Some(t) => describe(broker, t),
+            Some(t) => describe(t),
             None => error_topic(Some(name), Uuid::nil(), e.response_error()),
         },
     }
@@ -167,19 +177,35 @@ pub fn controller_id(broker: &Broker) -> i32 {
     broker.metadata.active_controller()
 }
 
-fn describe(_broker: &Broker, topic: &TopicRecord) -> MetadataResponseTopic {
+/// One topic as clients see it; `live` are the brokers listed in the response.
+fn describe(image: &Image, live: &BTreeSet<i32>, topic: &TopicRecord) -> MetadataResponseTopic {
     let partitions = topic
         .partition_states
         .iter()
         .enumerate()
         .map(|(index, p)| {
+            let offline: Vec<BrokerId> = p
+                .replicas
+                .iter()
+                .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
+                .copied()
+                .map(BrokerId)
+                .collect();
+            // A leader the client cannot reach (none, or not live) is no leader: it gets
+            // LEADER_NOT_AVAILABLE and asks again, instead of a broker id it has no address for.
+            let leader = if live.contains(&p.leader) {
+                p.leader
+            } else {
+                -1
+            };
             let base = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
-                .with_leader_id(BrokerId(p.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
-                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect());
-            if p.leader < 0 {
+                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
+                .with_offline_replicas(offline);
+            if leader < 0 {
                 base.with_error_code(ResponseError::LeaderNotAvailable.code())
             } else {
                 base

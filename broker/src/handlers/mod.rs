@@ -34,7 +34,9 @@ pub mod sync_group;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::StrBytes;
 
+use crate::broker::Broker;
 use crate::dispatch::Reply;
+use crate::metadata::Image;
 
 pub fn text(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
@@ -56,4 +58,32 @@ pub fn check_leader_epoch(client_epoch: i32, ours: i32) -> Result<(), ResponseEr
     } else {
         Err(ResponseError::UnknownLeaderEpoch)
     }
+}
+
+/// The leader of `topic`-`index` as the image has it, (broker id, leader epoch), or
+/// (-1, -1): what a NOT_LEADER_OR_FOLLOWER answer points the client to (KIP-951), so it
+/// moves to the new leader without waiting for a metadata refresh.
+pub fn current_leader(image: &Image, topic: &str, index: i32) -> (i32, i32) {
+    image
+        .topic(topic)
+        .and_then(|t| t.partition(index))
+        .filter(|p| p.leader >= 0)
+        .map_or((-1, -1), |p| (p.leader, p.leader_epoch))
+}
+
+/// The live brokers among `ids`, at the endpoint clients use here: KIP-951's
+/// `node_endpoints` for the leaders named in `current_leader` fields.
+pub fn leader_endpoints(
+    broker: &Broker,
+    image: &Image,
+    ids: impl IntoIterator<Item = i32>,
+) -> Vec<metadata::LiveBroker> {
+    let ids: std::collections::BTreeSet<i32> = ids.into_iter().filter(|id| *id >= 0).collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    metadata::live_brokers(broker, image)
+        .into_iter()
+        .filter(|b| ids.contains(&b.id))
+        .collect()
 }

@@ -31,6 +31,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     // membership APIs.
     let verdict = crate::group::log::ensure_topic(broker)
         .map_err(|_| ResponseError::CoordinatorNotAvailable)
+        .and_then(|()| broker.groups.check_coordinator(&group_id))
         .and_then(|()| {
             let exists = broker
                 .groups
@@ -72,9 +73,10 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 } else {
                     ResponseError::UnknownTopicOrPartition
                 })?;
-                broker
-                    .replicas
-                    .partition(name, p.partition_index)
+                // The cluster's partitions, not this broker's: it need not host them.
+                image
+                    .topic(name)
+                    .and_then(|t| t.partition(p.partition_index))
                     .ok_or(ResponseError::UnknownTopicOrPartition)?;
                 verdict?;
                 let metadata = p

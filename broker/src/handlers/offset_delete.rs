@@ -23,6 +23,11 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
         return mismatched("OffsetDelete");
     };
     let group = req.group_id.0.to_string();
+    if let Err(e) = broker.groups.check_coordinator(&group) {
+        let r = OffsetDeleteResponse::default().with_error_code(e.code());
+        return Reply::Now(ResponseKind::OffsetDelete(r));
+    }
+    let image = broker.metadata.image();
     // Topics live members subscribe to, from their consumer-protocol metadata.
     let subscribed: Option<HashSet<String>> = broker.groups.with_groups(|groups| {
         let g = groups.get(&group)?;
@@ -32,15 +37,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
             for m in consumer.members.values() {
                 topics.extend(m.subscribed_names.iter().cloned());
                 if let Some((_, regex)) = &m.subscribed_regex {
-                    topics.extend(
-                        broker
-                            .metadata
-                            .image()
-                            .topics
-                            .keys()
-                            .filter(|t| regex.is_match(t))
-                            .cloned(),
-                    );
+                    topics.extend(image.topics.keys().filter(|t| regex.is_match(t)).cloned());
                 }
             }
         }
@@ -78,9 +75,9 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                 .map(|p| {
                     let code = if subscribed.contains(&name) {
                         ResponseError::GroupSubscribedToTopic.code()
-                    } else if broker
-                        .replicas
-                        .partition(&name, p.partition_index)
+                    } else if image
+                        .topic(&name)
+                        .and_then(|t| t.partition(p.partition_index))
                         .is_none()
                     {
                         ResponseError::UnknownTopicOrPartition.code()

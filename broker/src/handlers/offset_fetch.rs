@@ -32,11 +32,17 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
             .iter()
             .map(|g| {
                 // v9+: a consumer-protocol member fetches with its current epoch.
-                if let Err(e) = broker.groups.validate_fetch(
-                    &g.group_id.0,
-                    g.member_id.as_deref(),
-                    g.member_epoch,
-                ) {
+                let checked = broker
+                    .groups
+                    .check_coordinator(&g.group_id.0)
+                    .and_then(|()| {
+                        broker.groups.validate_fetch(
+                            &g.group_id.0,
+                            g.member_id.as_deref(),
+                            g.member_epoch,
+                        )
+                    });
+                if let Err(e) = checked {
                     return OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id.clone())
                         .with_error_code(e.code());
@@ -94,6 +100,37 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     }
     // The empty group id is a valid group here, as in Kafka (old clients commit under it).
     let group: &GroupId = &req.group_id;
+    if let Err(e) = broker.groups.check_coordinator(&group.0) {
+        // v2+ has a group-level error; v1 only per-partition ones.
+        let response = if version >= 2 {
+            OffsetFetchResponse::default().with_error_code(e.code())
+        } else {
+            let topics = req
+                .topics
+                .iter()
+                .flatten()
+                .map(|t| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partition_indexes
+                                .iter()
+                                .map(|p| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(*p)
+                                        .with_committed_offset(-1)
+                                        .with_committed_leader_epoch(-1)
+                                        .with_metadata(Some(text("")))
+                                        .with_error_code(e.code())
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            OffsetFetchResponse::default().with_topics(topics)
+        };
+        return Reply::Now(ResponseKind::OffsetFetch(response));
+    }
     let wanted = req.topics.as_ref().map(|topics| {
         topics
             .iter()

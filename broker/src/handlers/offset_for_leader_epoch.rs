@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -18,6 +17,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
     let RequestKind::OffsetForLeaderEpoch(req) = body else {
         return mismatched("OffsetForLeaderEpoch");
     };
+    let image = broker.metadata.image();
     let topics = req
         .topics
         .into_iter()
@@ -27,9 +27,10 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                 .into_iter()
                 .map(|p| {
                     let base = EpochEndOffset::default().with_partition(p.partition);
-                    let answer = match broker.replicas.partition(&topic.topic.0, p.partition) {
-                        None => Err(ResponseError::UnknownTopicOrPartition),
-                        Some(partition) => {
+                    let answer = broker
+                        .replicas
+                        .leader_partition(&image, &topic.topic.0, p.partition)
+                        .and_then(|partition| {
                             check_leader_epoch(p.current_leader_epoch, partition.leader_epoch())
                                 .and_then(|()| {
                                     partition
@@ -38,8 +39,7 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
                                         )
                                         .map_err(|e| e.response_error())
                                 })
-                        }
-                    };
+                        });
                     match answer {
                         Ok(Some((epoch, end))) => {
                             base.with_leader_epoch(epoch).with_end_offset(end)

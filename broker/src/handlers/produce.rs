@@ -8,12 +8,13 @@ use futures::FutureExt;
 use isthmus_storage::AppendOutcome;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceResponse, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::messages::{BrokerId, ProduceResponse, RequestKind, ResponseKind, TopicName};
 use uuid::Uuid;
 
-use super::{mismatched, text};
+use super::{current_leader, leader_endpoints, mismatched, text};
 use crate::broker::{now_ms, Broker};
 use crate::dispatch::{Reply, RequestContext};
 use crate::error::BrokerError;
@@ -39,14 +40,13 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     let by_id = header.request_api_version >= 13;
     let acks = req.acks;
     let now = now_ms();
+    let image = broker.metadata.image();
+    // Leaders named in NOT_LEADER_OR_FOLLOWER answers, for `node_endpoints` (KIP-951).
+    let mut hinted_leaders = Vec::new();
     let mut topics: Vec<(TopicName, Uuid, Vec<Outcome>)> = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = if by_id {
-            broker
-                .metadata
-                .image()
-                .topic_by_id(topic.topic_id)
-                .map(|t| t.name.clone())
+            image.topic_by_id(topic.topic_id).map(|t| t.name.clone())
         } else {
             Some(topic.name.0.to_string())
         };
@@ -70,10 +70,6 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 ));
                 continue;
             }
-            let partition = match &name {
-                Some(n) => broker.replicas.partition(n, index),
-                None => None,
-            };
             if name
                 .as_deref()
                 .is_some_and(|n| super::metadata::INTERNAL_TOPICS.contains(&n))
@@ -84,14 +80,39 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 ));
                 continue;
             }
-            let Some(partition) = partition else {
-                let error = if by_id && name.is_none() {
-                    ResponseError::UnknownTopicId
-                } else {
-                    ResponseError::UnknownTopicOrPartition
-                };
-                outcomes.push(fail(error, "this partition does not exist".into()));
+            let Some(name) = name.as_deref() else {
+                outcomes.push(fail(
+                    ResponseError::UnknownTopicId,
+                    "this partition does not exist".into(),
+                ));
                 continue;
+            };
+            let partition = match broker.replicas.leader_partition(&image, name, index) {
+                Ok(p) => p,
+                Err(ResponseError::NotLeaderOrFollower) => {
+                    let (leader, epoch) = current_leader(&image, name, index);
+                    hinted_leaders.push(leader);
+                    let mut response = partition_error(
+                        index,
+                        ResponseError::NotLeaderOrFollower,
+                        Some(match leader {
+                            -1 => "this partition has no leader right now".to_string(),
+                            id if id == broker.node_id() => {
+                                "this broker is becoming the leader; retry".to_string()
+                            }
+                            id => format!("broker {id} leads this partition, not this one"),
+                        }),
+                    );
+                    response.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(leader))
+                        .with_leader_epoch(epoch);
+                    outcomes.push(Outcome::Done(response));
+                    continue;
+                }
+                Err(error) => {
+                    outcomes.push(fail(error, "this partition does not exist".into()));
+                    continue;
+                }
             };
             let Some(records) = data.records.filter(|r| !r.is_empty()) else {
                 outcomes.push(fail(
@@ -154,6 +175,16 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
             None => Reply::Nothing,
         };
     }
+    let endpoints: Vec<NodeEndpoint> = leader_endpoints(broker, &image, hinted_leaders)
+        .into_iter()
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(text(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(text))
+        })
+        .collect();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let needs_wait = topics
         .iter()
@@ -163,6 +194,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
             topics
                 .into_iter()
                 .map(|(n, id, o)| (n, id, o.into_iter().map(done).collect())),
+            endpoints,
         )));
     }
     // One deadline for the whole request, not one per partition.
@@ -208,7 +240,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 }
                 answered.push((name, id, partitions));
             }
-            ResponseKind::Produce(build(answered.into_iter()))
+            ResponseKind::Produce(build(answered.into_iter(), endpoints))
         }
         .boxed(),
     )
@@ -222,17 +254,20 @@ fn done(outcome: Outcome) -> PartitionProduceResponse {
 
 fn build(
     topics: impl Iterator<Item = (TopicName, Uuid, Vec<PartitionProduceResponse>)>,
+    node_endpoints: Vec<NodeEndpoint>,
 ) -> ProduceResponse {
-    ProduceResponse::default().with_responses(
-        topics
-            .map(|(name, id, partitions)| {
-                TopicProduceResponse::default()
-                    .with_name(name)
-                    .with_topic_id(id)
-                    .with_partition_responses(partitions)
-            })
-            .collect(),
-    )
+    ProduceResponse::default()
+        .with_node_endpoints(node_endpoints)
+        .with_responses(
+            topics
+                .map(|(name, id, partitions)| {
+                    TopicProduceResponse::default()
+                        .with_name(name)
+                        .with_topic_id(id)
+                        .with_partition_responses(partitions)
+                })
+                .collect(),
+        )
 }
 
 fn partition_error(

@@ -23,6 +23,12 @@ pub fn handle(broker: &Arc<Broker>, _header: &RequestContext, body: RequestKind)
             ..Default::default()
         }));
     }
+    if let Err(e) = broker.groups.check_coordinator(&req.group_id.0) {
+        return Reply::Now(respond(SyncResult {
+            error: e.code(),
+            ..Default::default()
+        }));
+    }
     let assignments = req
         .assignments
         .iter()

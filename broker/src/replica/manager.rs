@@ -1,13 +1,16 @@
 //! The partitions this node hosts, kept in step with the metadata image: opened at startup
 //! (with crash recovery when the last stop was not clean), then created, grown, reconfigured
 //! and deleted as each new image says ([`ReplicaManager::reconcile`]: the partitions whose
-//! replica list names this node), and closed cleanly on shutdown.
+//! replica list names this node), and closed cleanly on shutdown. Client requests reach a
+//! partition only through [`ReplicaManager::leader_partition`]: a local replica is not
+//! enough, the image must name this node its leader.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use isthmus_storage::Log;
+use kafka_protocol::error::ResponseError;
 use parking_lot::RwLock;
 
 use super::partition::Partition;
@@ -16,6 +19,7 @@ use crate::config::Settings;
 use crate::error::BrokerError;
 use crate::metadata::names::validate_topic_name;
 use crate::metadata::store::sync_dir;
+use crate::metadata::store::PartitionState;
 use crate::metadata::{Image, TopicRecord};
 
 /// Written on clean shutdown, removed once the node is up: its absence at startup means the
@@ -124,6 +128,28 @@ impl ReplicaManager {
 
     pub fn topic(&self, name: &str) -> Option<Arc<TopicReplicas>> {
         self.topics.read().get(name).cloned()
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// The local replica of `topic`-`index` when `image` names this node its leader: the
+    /// one replica that serves clients (see [`check_leader`] for the refusals). A led
+    /// partition whose log is offline is returned all the same, so its requests fail with
+    /// KAFKA_STORAGE_ERROR as they always did.
+    pub fn leader_partition(
+        &self,
+        image: &Image,
+        topic: &str,
+        index: i32,
+    ) -> Result<Arc<Partition>, ResponseError> {
+        check_leader(image, self.node_id, topic, index)?;
+        // Led here but not open: only while a newer image is being reconciled (the
+        // published one is reconciled first). Kafka answers NOT_LEADER_OR_FOLLOWER for a
+        // partition the metadata has but this broker does not host; the client retries.
+        self.partition(topic, index)
+            .ok_or(ResponseError::NotLeaderOrFollower)
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
@@ -315,6 +341,28 @@ impl ReplicaManager {
     }
 }
 
+/// The image's state of `topic`-`index` when it names `node_id` its leader. A partition
+/// the cluster does not have → UNKNOWN_TOPIC_OR_PARTITION; one led by another broker or by
+/// none (-1) → NOT_LEADER_OR_FOLLOWER, which sends the client back to Metadata to find
+/// the leader, as Kafka does. Replication does not exist yet, so a follower's log may be
+/// empty or stale: it must never answer clients.
+pub fn check_leader<'a>(
+    image: &'a Image,
+    node_id: i32,
+    topic: &str,
+    index: i32,
+) -> Result<&'a PartitionState, ResponseError> {
+    let state = image
+        .topic(topic)
+        .and_then(|t| t.partition(index))
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    if state.leader == node_id {
+        Ok(state)
+    } else {
+        Err(ResponseError::NotLeaderOrFollower)
+    }
+}
+
 /// Opens (or creates) a partition's log; one that cannot be opened is listed offline.
 fn open_or_offline(
     dir: &Path,
@@ -401,7 +449,87 @@ fn parse_partition_dir(name: &str) -> Option<(String, i32)> {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
+    use crate::metadata::PartitionState;
+
+    /// Topic `t`: partition 0 led by node 1, 1 by node 2, 2 by nobody; all on nodes 1 and 2.
+    fn image() -> Image {
+        let state = |leader| PartitionState {
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            leader,
+            leader_epoch: 3,
+            partition_epoch: 0,
+        };
+        let record = TopicRecord {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 3,
+            configs: Default::default(),
+            partition_states: vec![state(1), state(2), state(-1)],
+        };
+        let mut image = Image::default();
+        image.topics.insert("t".into(), Arc::new(record));
+        image
+    }
+
+    #[test]
+    fn only_the_leader_in_the_image_serves() {
+        let image = image();
+        assert_eq!(
+            check_leader(&image, 1, "t", 0).map(|s| s.leader_epoch),
+            Ok(3)
+        );
+        assert_eq!(
+            check_leader(&image, 1, "t", 1),
+            Err(ResponseError::NotLeaderOrFollower)
+        );
+        assert_eq!(
+            check_leader(&image, 1, "t", 2),
+            Err(ResponseError::NotLeaderOrFollower)
+        );
+        assert_eq!(check_leader(&image, 2, "t", 1).map(|s| s.leader), Ok(2));
+        for (topic, index) in [("t", 3), ("t", -1), ("nope", 0)] {
+            assert_eq!(
+                check_leader(&image, 1, topic, index),
+                Err(ResponseError::UnknownTopicOrPartition)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn leader_partition_needs_leadership_and_a_local_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = image();
+        let manager =
+            ReplicaManager::load(&[dir.path().to_path_buf()], &image, &Settings::default(), 1)
+                .unwrap();
+        // Node 1 hosts all three partitions, but leads only partition 0.
+        assert!(manager.partition("t", 1).is_some());
+        assert_eq!(manager.leader_partition(&image, "t", 0).unwrap().index, 0);
+        for (index, error) in [
+            (1, ResponseError::NotLeaderOrFollower),
+            (2, ResponseError::NotLeaderOrFollower),
+            (7, ResponseError::UnknownTopicOrPartition),
+        ] {
+            assert_eq!(
+                manager.leader_partition(&image, "t", index).err(),
+                Some(error)
+            );
+        }
+        // Led here by a newer image, not open yet: retriable, not "unknown".
+        let mut newer = image.clone();
+        let mut record = (**newer.topic("t").unwrap()).clone();
+        record.name = "u".into();
+        newer.topics.insert("u".into(), Arc::new(record));
+        assert_eq!(
+            manager.leader_partition(&newer, "u", 0).err(),
+            Some(ResponseError::NotLeaderOrFollower)
+        );
+        manager.shutdown().unwrap();
+    }
 
     #[test]
     fn partition_dir_names() {

@@ -1,4 +1,5 @@
-//! One partition this node leads: its log, high watermark and group commit.
+//! One partition this node hosts (as its leader or a follower): its log, high watermark and
+//! group commit.
 //!
 //! Writes land in the page cache under the log's lock; a per-partition flusher task then
 //! fsyncs everything written so far in one call, so all requests that arrived while the
