@@ -489,6 +489,24 @@ fn killing_a_broker_moves_leaders_and_clients_follow_then_it_comes_back() {
                 .all(|p| p.leader == p.replicas[0] && p.isr.len() == p.replicas.len())
         })
     });
+
+    // A clean stop is a controlled shutdown: leadership moves before the process exits.
+    let status = cluster
+        .terminate(victim)
+        .expect("terminate")
+        .expect("it was running");
+    assert!(status.success(), "{status}");
+    assert!(
+        cluster
+            .log_tail(victim, 50)
+            .contains("controlled shutdown complete: this broker leads nothing"),
+        "{}",
+        cluster.log_tail(victim, 50)
+    );
+    wait_for("leaders away from the stopped broker", Duration::from_secs(5), || {
+        partitions(&survivors, topic)
+            .filter(|ps| ps.iter().all(|p| p.leader >= 0 && p.leader != victim))
+    });
 }
 
 /// The last "registered this broker" line of node `id`'s log (epoch and incarnation).
