@@ -8,11 +8,17 @@
 #   4. latency at 1,000 records/s (acks=all, linger.ms=0);
 #   5. consumer groups: `isthmusctl perf rebalance` (10 consumers joining one group on a
 #      12-partition topic, 5 rounds) with the broker's default 3 s initial rebalance delay
-#      and with it set to 0, and `isthmusctl perf commit` (committed offsets per second).
+#      and with it set to 0, and `isthmusctl perf commit` (committed offsets per second);
+#   6. the cluster: `isthmusctl perf metadata` (topic creations and deletions per second
+#      committed by the metadata quorum, 8 requests in flight against 1) on a local
+#      3-controller, 4-broker cluster (`isthmusctl cluster local`), and `isthmusctl perf
+#      failover` (SIGKILL / SIGTERM of the broker leading the most of 1,000 partitions
+#      until every partition has a live leader again; its own cluster, 3 runs).
 # Produce figures are also given as a ratio of the storage page-cache ceiling.
 #
 # Usage: bash scripts/bench.sh [RECORDS]     (default 1000000; prints a Markdown table)
 #        GROUPS_ONLY=1 bash scripts/bench.sh  (only part 5)
+#        CLUSTER_ONLY=1 bash scripts/bench.sh (only part 6; needs python3 to read JSON)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +35,74 @@ trap cleanup EXIT
 cargo build --release -p isthmus-broker -p isthmus-ops >&2
 isthmus=target/release/isthmus
 ctl=target/release/isthmusctl
+
+# Prints a Python expression over the JSON object on stdin (`v`), e.g. v["kill"]["runs"].
+json_expr() { python3 -c "import json, sys; v = json.load(sys.stdin); print($1)"; }
+
+cluster_benches() {
+    local topics=500 concurrency=8
+    local out="$work/cluster-local.out"
+    # A stretch cluster for `perf metadata`: 3 controllers (a:2, b:1), 4 brokers (a:2, b:2).
+    "$ctl" cluster local --dir "$work/cluster" --base-port 39200 >"$out" 2>&1 &
+    local cluster_pid=$!
+    pids+=("$cluster_pid")
+    for _ in $(seq 600); do
+        grep -q '^Bootstrap servers:' "$out" && break
+        if ! kill -0 "$cluster_pid" 2>/dev/null; then
+            echo "isthmusctl cluster local exited:" >&2
+            cat "$out" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    local bootstrap
+    bootstrap=$(sed -n 's/^Bootstrap servers: //p' "$out")
+    [[ -n $bootstrap ]] || { echo "the local cluster did not start:" >&2; cat "$out" >&2; exit 1; }
+    echo
+    echo "| metadata: $topics topics of 1 partition, 1 per request | RF | requests in flight | created/s | vs 1 in flight | p50 ms | p99 ms | deleted/s | vs 1 in flight | p50 ms | p99 ms |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    for rf in 1 3; do
+        local json
+        json=$("$ctl" -b "$bootstrap" perf metadata --topics "$topics" --concurrency "$concurrency" \
+            --replication-factor "$rf" --json 2>/dev/null)
+        json_expr '"\n".join(
+            "| 3 controllers, 4 brokers | %d | %d | %.0f | %.2fx | %.1f | %.1f | %.0f | %.2fx | %.1f | %.1f |" % (
+                v["replication_factor"], l["concurrency"],
+                l["create"]["topics_per_sec"], l["create"]["topics_per_sec"] / v["levels"][0]["create"]["topics_per_sec"],
+                l["create"]["latency_p50_ms"], l["create"]["latency_p99_ms"],
+                l["delete"]["topics_per_sec"], l["delete"]["topics_per_sec"] / v["levels"][0]["delete"]["topics_per_sec"],
+                l["delete"]["latency_p50_ms"], l["delete"]["latency_p99_ms"])
+            for l in v["levels"])' <<<"$json"
+    done
+    kill -TERM "$cluster_pid"
+    wait "$cluster_pid" || true
+
+    # `perf failover` starts (and stops) a cluster of its own.
+    local json
+    json=$("$ctl" perf failover --partitions 1000 --replication-factor 3 --runs 3 --base-port 39300 --json)
+    echo
+    json_expr '"| failover: %d partitions RF %d, %d controllers + %d brokers, session %d ms, heartbeat %d ms, %d runs | median ms | min ms | max ms |" % (
+        v["partitions"], v["replication_factor"], v["controllers"], v["brokers"],
+        v["session_timeout_ms"], v["heartbeat_interval_ms"], len(v["kill"]["runs"]))' <<<"$json"
+    echo "|---|---|---|---|"
+    json_expr '"\n".join("| %s | %.0f | %.0f | %.0f |" % (name, s["median"], s["min"], s["max"]) for name, s in [
+        ("SIGKILL: until every partition has a live leader", v["kill"]["total_ms"]),
+        ("… of which until fenced (no longer listed)", v["kill"]["fenced_ms"]),
+        ("… of which elections after fencing", v["kill"]["elections_ms"]),
+        ("SIGTERM (controlled shutdown): until it leads nothing", v["controlled_shutdown"]["moved_ms"]),
+        ("SIGTERM: until the process exited", v["controlled_shutdown"]["exit_ms"]),
+    ])' <<<"$json"
+    echo
+    json_expr '"Partitions moved per run: SIGKILL %s; SIGTERM %s (poll every %d ms)." % (
+        ", ".join(str(r["partitions_moved"]) for r in v["kill"]["runs"]),
+        ", ".join(str(r["partitions_moved"]) for r in v["controlled_shutdown"]["runs"]),
+        v["poll_interval_ms"])' <<<"$json"
+}
+
+if [[ ${CLUSTER_ONLY:-0} == 1 ]]; then
+    cluster_benches
+    exit 0
+fi
 
 if [[ ${GROUPS_ONLY:-0} != 1 ]]; then
     echo "storage bench (cargo bench -p isthmus-storage)…" >&2
@@ -153,6 +227,7 @@ for mode in durable pagecache; do
 done
 
 group_benches
+cluster_benches
 
 echo
 echo "Storage ceiling (criterion, same run): append page cache ${ceiling_cache} MB/s, append + fsync each ${ceiling_fsync} MB/s."

@@ -13,6 +13,9 @@
 //! - [`console`]: `produce` (stdin lines → records) and `consume` (records → stdout).
 //! - [`perf`]: `perf produce|consume` benchmarks.
 //! - [`perf_groups`]: `perf rebalance|commit` group benchmarks.
+//! - [`perf_metadata`]: `perf metadata`, topic creations/deletions per second.
+//! - [`perf_failover`]: `perf failover`, new leaders after a broker dies or stops, on a
+//!   local cluster it starts itself.
 //! - [`throttle`]: the send schedule behind `perf produce --throughput`.
 //! - [`stats`]: latency histogram, progress lines and summaries.
 
@@ -22,7 +25,9 @@ mod cluster;
 mod console;
 mod groups;
 mod perf;
+mod perf_failover;
 mod perf_groups;
+mod perf_metadata;
 mod quorum;
 mod stats;
 mod throttle;

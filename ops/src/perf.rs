@@ -1,6 +1,8 @@
 //! `perf produce` and `perf consume`, after Kafka's `kafka-producer-perf-test.sh` and
 //! `kafka-consumer-perf-test.sh`, so numbers from either cluster compare directly; the
-//! group benchmarks `perf rebalance` and `perf commit` are in [`crate::perf_groups`].
+//! group benchmarks `perf rebalance` and `perf commit` are in [`crate::perf_groups`],
+//! `perf metadata` in [`crate::perf_metadata`] and `perf failover` in
+//! [`crate::perf_failover`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -70,6 +72,31 @@ group.initial.rebalance.delay.ms (3000 by default, as in Kafka) is part of it.")
 Each committer is a librdkafka consumer (no subscription) committing its share of the
 partitions with one synchronous commit in flight; latency is per commit call.")]
     Commit(crate::perf_groups::PerfCommitArgs),
+    /// Topic creations and deletions per second committed by the metadata quorum.
+    #[command(after_help = "Examples:
+  isthmusctl -b 127.0.0.1:19093 perf metadata
+  isthmusctl -b 127.0.0.1:19093 perf metadata --topics 1000 --concurrency 16 --replication-factor 3 --json
+
+C tasks (--concurrency), each with its own connection (spread over the brokers) and one
+CreateTopics request of --topics-per-request topics in flight, create --topics topics;
+then delete them the same way. A topic counts when the response reports no error for
+it (Isthmus answers once the change is committed and applied on the answering broker).
+A baseline with one request in flight runs first, so the result is also a ratio to it.")]
+    Metadata(crate::perf_metadata::PerfMetadataArgs),
+    /// Time from a broker's death (or clean stop) to new leaders for all its partitions.
+    #[command(after_help = "Examples:
+  isthmusctl perf failover
+      # 3 controllers (a:2, b:1), 4 brokers (a:2, b:2), 1000 partitions RF 3, 3 runs
+  isthmusctl perf failover --combined a:2,b:1 --partitions 300 --runs 5 --json
+  isthmusctl perf failover --set broker.session.timeout.ms=6000 --set broker.heartbeat.interval.ms=1000
+
+Starts its own local cluster (as `cluster local` does) in a temporary folder, with
+broker.session.timeout.ms=3000 and broker.heartbeat.interval.ms=500 unless --set says
+otherwise, and stops it at the end. Each run kills (SIGKILL) the broker leading the most
+partitions and polls Metadata from a surviving broker until every partition has a live
+leader; then restarts it, restores preferred leaders, and does the same with SIGTERM
+(controlled shutdown). The -b flag is not used.")]
+    Failover(crate::perf_failover::PerfFailoverArgs),
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +199,8 @@ pub async fn run(opts: ClientOpts, cmd: PerfCmd) -> anyhow::Result<()> {
         }
         PerfCmd::Rebalance(a) => crate::perf_groups::rebalance(opts, a).await,
         PerfCmd::Commit(a) => crate::perf_groups::commit(opts, a).await,
+        PerfCmd::Metadata(a) => crate::perf_metadata::run(opts, a).await,
+        PerfCmd::Failover(a) => crate::perf_failover::run(opts, a).await,
     }
 }
 

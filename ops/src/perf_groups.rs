@@ -18,7 +18,7 @@ use crate::admin;
 use crate::client::{check_topic_name, describe_error, parse_property, ClientOpts, Property};
 use crate::groups::client::Cluster;
 use crate::groups::describe::describe_raw;
-use crate::stats::{LatencyPercentiles, LatencyStats};
+use crate::stats::{LatencyPercentiles, LatencyStats, Spread};
 
 /// How often the rebalance bench looks at the members' assignments.
 const CHECK_INTERVAL: Duration = Duration::from_millis(5);
@@ -183,23 +183,16 @@ pub struct RebalanceSummary {
 
 impl RebalanceSummary {
     fn new(a: &PerfRebalanceArgs, partitions: usize, times_ms: Vec<f64>) -> Self {
-        let mut sorted = times_ms.clone();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        let median = match n {
-            0 => 0.0,
-            _ if n % 2 == 1 => sorted[n / 2],
-            _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-        };
+        let spread = Spread::of(&times_ms);
         Self {
             consumers: a.consumers,
             partitions,
             assignor: a.assignor.name(),
-            rounds: n,
+            rounds: times_ms.len(),
             rebalance_ms: times_ms,
-            min_ms: sorted.first().copied().unwrap_or(0.0),
-            median_ms: median,
-            max_ms: sorted.last().copied().unwrap_or(0.0),
+            min_ms: spread.min,
+            median_ms: spread.median,
+            max_ms: spread.max,
         }
     }
 

@@ -141,6 +141,33 @@ impl LatencyStats {
     }
 }
 
+/// The smallest, middle and largest of a few measurements (rounds or runs of a benchmark);
+/// the median of an even count is the mean of the middle two. Zeros when there are none.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Spread {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = match n {
+            0 => 0.0,
+            _ if n % 2 == 1 => sorted[n / 2],
+            _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        };
+        Spread {
+            min: sorted.first().copied().unwrap_or(0.0),
+            median,
+            max: sorted.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
 /// Final result of `perf produce`; field names are a stable interface for scripts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProduceSummary {
@@ -311,6 +338,14 @@ mod tests {
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
+    }
+
+    #[test]
+    fn spread_of_odd_even_and_no_values() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((s.min, s.median, s.max), (1.0, 2.0, 3.0));
+        assert_eq!(Spread::of(&[4.0, 1.0, 2.0, 3.0]).median, 2.5);
+        assert_eq!(Spread::of(&[]).median, 0.0);
     }
 
     #[test]

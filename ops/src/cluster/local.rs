@@ -33,6 +33,20 @@ pub struct LocalArgs {
     /// Folder for every node's config, data and log (created if missing; reused on restart).
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
+impl LocalArgs {
+    pub fn layout(&self) -> Layout {
+        self.layout.layout()
+    }
+}
+
+/// Which nodes run where, and what they share: the flags of `cluster local`, also taken
+/// by `perf failover`.
+#[derive(Debug, Args)]
+pub struct LayoutArgs {
     /// Dedicated controllers per site [default: a:2,b:1].
     #[arg(long, value_name = "SITE:N,...", value_parser = parse_sites_arg)]
     pub controllers: Option<Sites>,
@@ -58,7 +72,7 @@ pub struct LocalArgs {
     pub settings: Vec<(String, String)>,
 }
 
-impl LocalArgs {
+impl LayoutArgs {
     pub fn layout(&self) -> Layout {
         let defaults = Layout::default();
         let mut layout = match &self.combined {
@@ -76,15 +90,20 @@ impl LocalArgs {
         layout.settings = self.settings.clone();
         layout
     }
+
+    /// `--isthmus`, else the binary next to isthmusctl or on `PATH`.
+    pub fn binary(&self) -> anyhow::Result<PathBuf> {
+        match self.isthmus.clone() {
+            Some(p) => Ok(p),
+            None => Ok(find_isthmus_binary()?),
+        }
+    }
 }
 
 pub async fn run(a: LocalArgs) -> anyhow::Result<()> {
     let layout = a.layout();
     layout.validate()?;
-    let binary = match a.isthmus.clone() {
-        Some(p) => p,
-        None => find_isthmus_binary()?,
-    };
+    let binary = a.layout.binary()?;
     // Installed before anything starts, so a Ctrl-C never leaves nodes behind.
     let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
     let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;

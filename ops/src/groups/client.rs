@@ -2,7 +2,9 @@
 //! librdkafka's safe API lacks: the group ones (DescribeGroups with member assignments,
 //! OffsetFetch and OffsetCommit on behalf of a group, DeleteGroups, ListGroups with a state
 //! filter), and DescribeQuorum (`quorum status`, through [`Conn`], since it must find the
-//! quorum leader) and DescribeCluster (`cluster describe`, through [`Cluster::call_any`]).
+//! quorum leader) and DescribeCluster (`cluster describe`, through [`Cluster::call_any`]);
+//! also CreateTopics, DeleteTopics, Metadata and ElectLeaders for the `perf metadata` and
+//! `perf failover` benchmarks, which need one request in flight per connection.
 //!
 //! - [`Conn`]: one TCP connection: framing, correlation ids, version negotiation through
 //!   ApiVersions (the highest version both sides speak, capped at what this code fills in).
@@ -74,6 +76,12 @@ fn version_cap(key: ApiKey) -> i16 {
         ApiKey::ApiVersions => 3,
         ApiKey::DescribeQuorum => 2,
         ApiKey::DescribeCluster => 2,
+        // `perf metadata`: every field it fills exists from v2 on.
+        ApiKey::CreateTopics => 7,
+        // v6 names topics in another field (with ids); names alone are enough.
+        ApiKey::DeleteTopics => 5,
+        // `perf failover`: preferred elections to restore leadership between runs.
+        ApiKey::ElectLeaders => 2,
         _ => 0,
     }
 }
@@ -385,6 +393,11 @@ impl Cluster {
             self.conns.insert(addr.to_owned(), conn);
         }
         Ok(self.conns.get_mut(addr).expect("connection just inserted"))
+    }
+
+    /// The live brokers by id (`host:port`), from the latest Metadata.
+    pub fn brokers(&self) -> &BTreeMap<i32, String> {
+        &self.brokers
     }
 
     /// Calls `addr`; a failed connection is dropped so the next call reconnects.
