@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ctl, free_port, isthmus_binary, wait_for};
+use common::{cluster_base_port, ctl, free_port, isthmus_binary, wait_for};
 use isthmus_ops::local_cluster::{parse_sites, Layout, LocalCluster};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -68,7 +68,7 @@ fn start(controllers: &str, brokers: &str, combined: &str) -> (tempfile::TempDir
         controllers: sites(controllers),
         brokers: sites(brokers),
         combined: sites(combined),
-        base_port: free_port().min(30_000),
+        base_port: cluster_base_port(),
         settings: fast_settings(),
     };
     let cluster = LocalCluster::start(&layout, dir.path(), &isthmus_binary())
@@ -503,10 +503,14 @@ fn killing_a_broker_moves_leaders_and_clients_follow_then_it_comes_back() {
         "{}",
         cluster.log_tail(victim, 50)
     );
-    wait_for("leaders away from the stopped broker", Duration::from_secs(5), || {
-        partitions(&survivors, topic)
-            .filter(|ps| ps.iter().all(|p| p.leader >= 0 && p.leader != victim))
-    });
+    wait_for(
+        "leaders away from the stopped broker",
+        Duration::from_secs(5),
+        || {
+            partitions(&survivors, topic)
+                .filter(|ps| ps.iter().all(|p| p.leader >= 0 && p.leader != victim))
+        },
+    );
 }
 
 /// The last "registered this broker" line of node `id`'s log (epoch and incarnation).

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ctl, free_port, isthmus_binary, isthmusctl, wait_for};
+use common::{ctl, isthmus_binary, isthmusctl, wait_for};
 use isthmus_ops::local_cluster::{
     parse_sites, Layout, LocalCluster, LocalClusterError, NodeSpec, Plan, Role, SiteCount,
 };
@@ -54,7 +54,7 @@ fn temp_dir() -> tempfile::TempDir {
 
 /// A base port with room above it, below the kernel's ephemeral range.
 fn base_port() -> u16 {
-    free_port().min(30_000)
+    common::cluster_base_port()
 }
 
 #[test]

@@ -81,7 +81,7 @@ fn failover_bench_moves_leaders_after_kill_and_sigterm() {
     let binary = isthmus_binary();
     // Below the ephemeral range, and apart from the 30000 the local cluster tests start at
     // and from other runs of this test (ports in use are skipped, but not atomically).
-    let base_port = (20_000 + std::process::id() % 9_000).to_string();
+    let base_port = common::cluster_base_port().to_string();
     // -b is not used by `perf failover`; it starts its own cluster.
     let out = ctl(
         "127.0.0.1:1",

@@ -151,3 +151,10 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
         thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A base port for a local cluster: random in 20000..29000 (below the kernel's ephemeral
+/// range), so clusters of tests running at once start far apart; `LocalCluster` still
+/// skips ports found busy.
+pub fn cluster_base_port() -> u16 {
+    20_000 + rand::random::<u16>() % 9_000
+}
