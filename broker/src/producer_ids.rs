@@ -64,7 +64,10 @@ fn grant_block(metadata: &MetadataStore) -> Result<(i64, i64), BrokerError> {
                 if r.code == RejectCode::InvalidRequest && attempt < BLOCK_ATTEMPTS =>
             {
                 tracing::debug!(reason = %r, "producer-id block raced; retrying");
-                std::thread::sleep(std::time::Duration::from_millis(20 * attempt as u64));
+                // Off the async worker, like the commit itself.
+                metadata.block_on(tokio::time::sleep(std::time::Duration::from_millis(
+                    20 * attempt as u64,
+                )))?;
             }
             Err(e) => return Err(e),
         }

@@ -726,3 +726,167 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
     };
     (ok, reader.join().unwrap_or_default())
 }
+
+/// One Kafka request over a fresh connection (for APIs librdkafka's admin client lacks).
+fn kafka_call(
+    addr: &str,
+    api_key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    request: &kafka_protocol::messages::RequestKind,
+) -> kafka_protocol::messages::ResponseKind {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader, ResponseKind};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use std::io::{Read, Write};
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("cluster-test")));
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    header
+        .encode(&mut buf, api_key.request_header_version(version))
+        .unwrap();
+    request.encode(&mut buf, version).unwrap();
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(&buf).unwrap();
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(prefix) as usize];
+    stream.read_exact(&mut body).unwrap();
+    let mut body = bytes::Bytes::from(body);
+    let answer =
+        ResponseHeader::decode(&mut body, api_key.response_header_version(version)).unwrap();
+    assert_eq!(answer.correlation_id, 7);
+    ResponseKind::decode(api_key, &mut body, version).unwrap()
+}
+
+/// ElectLeaders results as (topic, partition) → error code.
+fn elect(
+    addr: &str,
+    election_type: i8,
+    targets: Option<&[(&str, &[i32])]>,
+) -> BTreeMap<(String, i32), i16> {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{
+        ApiKey, ElectLeadersRequest, RequestKind, ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let request = ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_timeout_ms(20_000)
+        .with_topic_partitions(targets.map(|ts| {
+            ts.iter()
+                .map(|(t, ps)| {
+                    TopicPartitions::default()
+                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partitions(ps.to_vec())
+                })
+                .collect()
+        }));
+    let ResponseKind::ElectLeaders(r) = kafka_call(
+        addr,
+        ApiKey::ElectLeaders,
+        2,
+        &RequestKind::ElectLeaders(request),
+    ) else {
+        panic!("not an ElectLeaders answer");
+    };
+    assert_eq!(r.error_code, 0, "{r:?}");
+    r.replica_election_results
+        .iter()
+        .flat_map(|t| {
+            t.partition_result
+                .iter()
+                .map(move |p| ((t.topic.to_string(), p.partition_id), p.error_code))
+        })
+        .collect()
+}
+
+#[test]
+fn elect_leaders_moves_leadership_back_on_demand() {
+    // Automatic rebalancing off, so only ElectLeaders can bring the preferred leaders back.
+    let dir = temp_dir();
+    let mut settings = fast_settings();
+    settings.push(("auto.leader.rebalance.enable".into(), "false".into()));
+    let layout = Layout {
+        controllers: parse_sites("a:1").unwrap(),
+        brokers: parse_sites("a:1,b:1").unwrap(),
+        combined: Vec::new(),
+        base_port: cluster_base_port(),
+        settings,
+    };
+    let mut cluster = LocalCluster::start(&layout, dir.path(), &isthmus_binary())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bootstrap = cluster.bootstrap_servers();
+    let topic = "electable";
+    create_topic(&bootstrap, topic, 4, 2);
+    let before = wait_for("leaders", Duration::from_secs(20), || {
+        partitions(&bootstrap, topic).filter(|ps| ps.iter().all(|p| p.leader >= 0))
+    });
+    let victim = before[0].leader;
+    let survivor = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.role.is_broker() && n.id != victim)
+        .and_then(|n| n.client_addr)
+        .unwrap()
+        .to_string();
+
+    // Nothing to do while every partition is led by its preferred replica.
+    let results = elect(
+        &survivor,
+        0,
+        Some(&[(topic, &[0, 1, 2, 3]), ("no-such-topic", &[0])]),
+    );
+    for p in 0..4 {
+        assert_eq!(
+            results[&(topic.to_string(), p)],
+            84,
+            "ELECTION_NOT_NEEDED: {results:?}"
+        );
+    }
+    assert_eq!(results[&("no-such-topic".to_string(), 0)], 3, "{results:?}");
+
+    cluster.kill(victim).unwrap();
+    wait_for("leaders moved", Duration::from_secs(20), || {
+        partitions(&survivor, topic)
+            .filter(|ps| ps.iter().all(|p| p.leader >= 0 && p.leader != victim))
+    });
+    cluster.restart(victim).unwrap_or_else(|e| panic!("{e}"));
+    let back = wait_for(
+        "the restarted broker in every ISR",
+        Duration::from_secs(30),
+        || partitions(&survivor, topic).filter(|ps| ps.iter().all(|p| p.isr.len() == 2)),
+    );
+    let displaced: Vec<i32> = back
+        .iter()
+        .filter(|p| p.leader != p.replicas[0])
+        .map(|p| p.id)
+        .collect();
+    assert!(
+        !displaced.is_empty(),
+        "without auto rebalance some stay moved: {back:?}"
+    );
+
+    // An unclean election is not needed where a leader exists.
+    let results = elect(&survivor, 1, Some(&[(topic, &displaced)]));
+    assert!(results.values().all(|c| *c == 84), "{results:?}");
+    // A preferred election of every partition moves exactly the displaced ones back.
+    let results = elect(&survivor, 0, None);
+    let elected: Vec<i32> = results
+        .iter()
+        .filter(|(_, code)| **code == 0)
+        .map(|((_, p), _)| *p)
+        .collect();
+    assert_eq!(elected, displaced, "{results:?}");
+    wait_for("preferred leaders again", Duration::from_secs(10), || {
+        partitions(&survivor, topic).filter(|ps| ps.iter().all(|p| p.leader == p.replicas[0]))
+    });
+}

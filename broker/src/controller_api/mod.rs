@@ -3,6 +3,12 @@
 //! DescribeQuorum and ApiVersions — answered from the local [`Controller`]. The same port
 //! carries the quorum's own RPC; `isthmus_controller` tells the two apart and hands Kafka
 //! connections here. [`channel`] is the broker's client for these requests.
+//!
+//! Fields read but not acted on (Isthmus has no JBOD directory ids, feature levels or
+//! leader recovery yet): BrokerRegistration `features` and `log_dirs`, BrokerHeartbeat
+//! `offline_log_dirs`, AlterPartition `leader_recovery_state`; ElectLeaders answers once
+//! the elections are committed, bounded by the controller's request timeout rather than
+//! the request's `timeout_ms`.
 
 pub mod channel;
 mod handlers;

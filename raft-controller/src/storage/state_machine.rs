@@ -56,8 +56,9 @@ struct SmState {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     current: Option<StoredSnapshot>,
-    /// Proposals that changed the image, by revision, after `recent_floor`.
-    recent: VecDeque<(u64, Arc<MetadataProposal>)>,
+    /// Proposals that changed the image, by revision, after `recent_floor`, with their
+    /// encoded size (measured once, at apply).
+    recent: VecDeque<(u64, Arc<MetadataProposal>, usize)>,
     /// Revisions up to this one are not all in `recent`.
     recent_floor: u64,
 }
@@ -154,11 +155,11 @@ impl StateMachineStore {
         if after < st.recent_floor {
             return Catchup::Image(st.image.clone());
         }
-        let start = st.recent.partition_point(|(r, _)| *r <= after);
+        let start = st.recent.partition_point(|(r, _, _)| *r <= after);
         let mut entries = Vec::new();
         let mut bytes = 0usize;
-        for (r, p) in st.recent.range(start..) {
-            let size = serde_json::to_vec(p.as_ref()).map_or(usize::MAX, |v| v.len());
+        for (r, p, size) in st.recent.range(start..) {
+            let size = *size;
             if !entries.is_empty() && bytes.saturating_add(size) > budget {
                 let reached = entries.last().map_or(after, |(r, _): &(u64, _)| *r);
                 return Catchup::Entries {
@@ -283,9 +284,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
                 EntryPayload::Normal(proposal) => match current.apply(index, proposal) {
                     Ok(next) => {
-                        st.recent.push_back((index, Arc::new(proposal.clone())));
+                        let size = serde_json::to_vec(proposal).map_or(usize::MAX, |v| v.len());
+                        st.recent
+                            .push_back((index, Arc::new(proposal.clone()), size));
                         if st.recent.len() > RECENT_ENTRIES_MAX {
-                            if let Some((r, _)) = st.recent.pop_front() {
+                            if let Some((r, _, _)) = st.recent.pop_front() {
                                 st.recent_floor = r;
                             }
                         }
