@@ -1004,8 +1004,9 @@ fn format_node(plan: &Plan, id: i32, binary: &Path, cluster_id: &str) -> Result<
     cmd.arg("format")
         .arg("--config")
         .arg(plan.config_path(id))
-        .arg("--cluster-id")
-        .arg(cluster_id)
+        // One argument with `=`: an id may start with `-` (Kafka's own never do, but an
+        // operator may bring one).
+        .arg(format!("--cluster-id={cluster_id}"))
         .current_dir(plan.node_dir(id));
     run_captured(&mut cmd, COMMAND_TIMEOUT, &format!("formatting node {id}")).map(|_| ())
 }

@@ -661,7 +661,9 @@ fn bad_cluster_input_gets_kafka_errors_and_clear_refusals() {
     std::fs::write(&twin_config, config).unwrap();
     let isthmus = isthmus_binary();
     let formatted = Command::new(&isthmus)
-        .args(["format", "--cluster-id", cluster.cluster_id(), "--config"])
+        .arg("format")
+        .arg(format!("--cluster-id={}", cluster.cluster_id()))
+        .arg("--config")
         .arg(&twin_config)
         .env_remove("ISTHMUS_CONFIG")
         .output()

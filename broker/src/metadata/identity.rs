@@ -113,9 +113,20 @@ fn read_properties(path: &Path) -> Result<Option<BTreeMap<String, String>>, Brok
 }
 
 /// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding (22 chars).
+/// Like Kafka's `Uuid.randomUuid`, never one starting with `-`: command lines would take it
+/// for an option (`isthmus format --cluster-id -x…`).
 pub fn new_cluster_id() -> String {
+    loop {
+        let id = encode_cluster_id(uuid::Uuid::new_v4());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+fn encode_cluster_id(uuid: uuid::Uuid) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let bytes = uuid.into_bytes();
     let mut bits: u32 = 0;
     let mut nbits = 0;
     let mut out = String::with_capacity(22);
@@ -136,6 +147,18 @@ pub fn new_cluster_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_ids_never_start_with_a_dash() {
+        // 0b111110 first: the encoding alone would start with `-`.
+        let dashing = uuid::Uuid::from_bytes([0xF8; 16]);
+        assert!(encode_cluster_id(dashing).starts_with('-'));
+        for _ in 0..2_000 {
+            let id = new_cluster_id();
+            assert_eq!(id.len(), 22);
+            assert!(!id.starts_with('-'), "{id}");
+        }
+    }
 
     #[test]
     fn identity_is_written_once_and_checked_after() {

@@ -208,10 +208,19 @@ impl MetadataStore {
 
     /// Waits until the pulled image reaches `revision`.
     async fn wait_pulled(&self, revision: u64) -> Result<Arc<MetadataImage>, BrokerError> {
+        self.wait_pulled_until(|image| image.revision() >= revision)
+            .await
+    }
+
+    /// Waits until the pulled image satisfies `done`.
+    async fn wait_pulled_until(
+        &self,
+        done: impl Fn(&MetadataImage) -> bool,
+    ) -> Result<Arc<MetadataImage>, BrokerError> {
         let mut rx = self.pulled.subscribe();
         loop {
             let image = rx.borrow_and_update().clone();
-            if image.revision() >= revision {
+            if done(&image) {
                 return Ok(image);
             }
             tokio::select! {
@@ -323,6 +332,17 @@ impl MetadataStore {
                 },
             }
         }
+        // The heartbeat answer may come before this broker pulled the unfencing and the
+        // leaderships it restored: wait for them, so that the broker starts serving with
+        // the partitions and groups it leads (not a moment of NOT_LEADER_OR_FOLLOWER and
+        // NOT_COORDINATOR for everything, which a one-broker cluster cannot redirect).
+        let me = self.node_id;
+        self.wait_pulled_until(|image| {
+            image
+                .broker(me)
+                .is_some_and(|b| b.broker_epoch == epoch && !b.fenced)
+        })
+        .await?;
         tracing::info!(broker_epoch = epoch, "the controller unfenced this broker");
         Ok(epoch)
     }
