@@ -16,6 +16,14 @@ pub const CHECKPOINT_INTERVAL_MS: u64 = 60_000;
 pub async fn run(broker: Arc<Broker>) {
     let mut retention = ticker(broker.node.retention_check_interval_ms);
     let mut checkpoint = ticker(CHECKPOINT_INTERVAL_MS);
+    let mut hw_checkpoint = ticker(
+        broker
+            .node
+            .settings
+            .i64("replica.high.watermark.checkpoint.interval.ms")
+            .unwrap_or(5_000)
+            .max(1) as u64,
+    );
     let mut groups = ticker(GROUP_TICK_MS);
     let cleaner_enabled = broker.node.settings.bool("log.cleaner.enable");
     let mut cleaner = ticker(
@@ -38,6 +46,7 @@ pub async fn run(broker: Arc<Broker>) {
             // Both fsync and take partition locks: keep them off the async workers.
             _ = retention.tick() => blocking(&broker, apply_retention).await,
             _ = checkpoint.tick() => blocking(&broker, write_checkpoints).await,
+            _ = hw_checkpoint.tick() => blocking(&broker, write_hw_checkpoints).await,
             _ = groups.tick() => broker.groups.tick(&broker),
             _ = cleaner.tick(), if cleaner_enabled => blocking(&broker, compact).await,
             _ = offsets_expiry.tick() => blocking(&broker, |b| b.groups.expire_offsets(b)).await,
@@ -63,6 +72,12 @@ fn write_checkpoints(broker: &Broker) {
         if let Err(e) = p.with_log(|log| Ok(log.checkpoint()?)) {
             tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "checkpoint failed");
         }
+    }
+}
+
+fn write_hw_checkpoints(broker: &Broker) {
+    if let Err(e) = broker.replicas.checkpoint_high_watermarks() {
+        tracing::warn!(error = %e, "high-watermark checkpoint failed");
     }
 }
 

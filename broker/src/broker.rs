@@ -33,6 +33,9 @@ pub struct Broker {
     /// listeners, or the bound ones (port 0 resolved).
     advertised: Vec<Listener>,
     pub shutdown: CancellationToken,
+    /// Wakes the ISR upkeep (`isr::run`) when a follower caught up.
+    pub isr_wakeup: tokio::sync::Notify,
+    pub replication_stats: crate::replica::stats::ReplicationStats,
     /// Serialises this node's admin changes (validation against the current view, then the
     /// proposal), so two requests never validate against the same view.
     pub(crate) admin: tokio::sync::Mutex<()>,
@@ -171,6 +174,8 @@ impl Broker {
             groups,
             advertised,
             shutdown: CancellationToken::new(),
+            isr_wakeup: tokio::sync::Notify::new(),
+            replication_stats: Default::default(),
             admin: tokio::sync::Mutex::new(()),
             _dir_locks: dir_locks,
         }))

@@ -137,6 +137,7 @@ pub async fn run(
     }
     tasks.push(tokio::spawn(background::run(Arc::clone(&broker))));
     tasks.push(tokio::spawn(isr::run(Arc::clone(&broker))));
+    tasks.push(tokio::spawn(replica::fetcher::run(Arc::clone(&broker))));
     let (host, port) = broker.endpoint();
     tracing::info!(node_id = broker.node_id(), cluster_id = %broker.cluster_id, %host, port, "Isthmus is ready");
     stop.await;

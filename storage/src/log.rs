@@ -447,6 +447,19 @@ impl Log {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// A new leader's epoch starts at the log end, recorded before any batch of it is
+    /// written (as Kafka's `makeLeader` does), so followers asking OffsetForLeaderEpoch
+    /// about the previous epoch learn where it ended. Older or equal epochs change nothing.
+    pub fn begin_leader_epoch(&mut self, epoch: i32) -> Result<(), StorageError> {
+        if epoch < 0 || self.epochs.latest_epoch().is_some_and(|e| e >= epoch) {
+            return Ok(());
+        }
+        if self.epochs.assign(epoch, self.log_end_offset()) {
+            self.epochs.persist()?;
+        }
+        Ok(())
+    }
+
     /// Read-only view of one producer's idempotence state.
     pub fn producer_state(&self, producer_id: i64) -> Option<&ProducerStateEntry> {
         self.producers.get(producer_id)

@@ -237,6 +237,13 @@ impl NodeConfig {
                 "broker.heartbeat.interval.ms {heartbeat_ms} must be below broker.session.timeout.ms {session_ms}, or brokers are fenced between heartbeats"
             ));
         }
+        let lag_max_ms = settings.i64("replica.lag.time.max.ms").unwrap_or(30_000);
+        let fetch_wait_ms = settings.i64("replica.fetch.wait.max.ms").unwrap_or(500);
+        if fetch_wait_ms >= lag_max_ms {
+            return Err(format!(
+                "replica.fetch.wait.max.ms {fetch_wait_ms} must be below replica.lag.time.max.ms {lag_max_ms}, or idle followers leave the ISR"
+            ));
+        }
         let advertised_listeners = if settings.get("advertised.listeners").is_some() {
             let adv: Vec<Listener> = list("advertised.listeners")
                 .iter()

@@ -2,6 +2,12 @@
 //! segment files; long-polls until `min_bytes` are available or `max_wait_ms` passes, woken
 //! by high-watermark changes rather than by polling. Only the partition's leader serves;
 //! elsewhere the answer is NOT_LEADER_OR_FOLLOWER with the current leader (KIP-951).
+//!
+//! A follower's fetch (replica id set) reads up to the log end instead, and its fetch
+//! offset is its log end: the leader records it (high watermark, ISR) unless the follower's
+//! log diverged from this one, which the answer's `diverging_epoch` tells it (the follower
+//! sends the epoch of its last batch, `last_fetched_epoch`). Its long poll also ends when
+//! the high watermark moves, so followers learn it promptly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +16,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchResponse, RequestKind, ResponseKind, TopicName};
 use tokio::sync::watch;
@@ -39,16 +45,21 @@ struct Wanted {
     fetch_offset: i64,
     partition_max_bytes: usize,
     current_leader_epoch: i32,
+    last_fetched_epoch: i32,
     /// The leader as the image has it, (id, epoch), for answers that send the client
     /// elsewhere (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH).
     leader: (i32, i32),
+    /// Follower fetches: where its log diverged from this one, found on arrival.
+    diverging: Option<(i32, i64)>,
+    /// Follower fetches: refused on arrival (epoch, range).
+    refused: Option<ResponseError>,
 }
 
-/// Who fetches: a consumer (replica id < 0) or a follower replica (its broker id).
+/// Who fetches: a consumer (replica id < 0) or a follower replica (broker id and epoch).
 #[derive(Clone, Copy)]
 enum Fetcher {
     Consumer,
-    Follower(i32),
+    Follower { id: i32, broker_epoch: i64 },
 }
 
 /// The local partition a fetch reads, or why not. Consumers and followers alike fetch
@@ -63,11 +74,8 @@ fn resolve(
     let partition = broker.replicas.leader_partition(image, topic, index)?;
     match fetcher {
         Fetcher::Consumer => Ok(partition),
-        // The seam for replication: a follower must be an assigned replica (Kafka refuses
-        // others the same way). Reading up to the log end instead of the high watermark
-        // and recording the follower's position (high watermark, ISR) come with the
-        // replica fetchers; until then a follower reads what a consumer reads.
-        Fetcher::Follower(id) => {
+        // A follower must be an assigned replica (Kafka refuses others the same way).
+        Fetcher::Follower { id, .. } => {
             let assigned = image
                 .topic(topic)
                 .and_then(|t| t.partition(index))
@@ -86,13 +94,19 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
         return mismatched("Fetch");
     };
     let by_id = header.request_api_version >= 13;
-    let replica_id = if header.request_api_version >= REPLICA_STATE_VERSION {
-        req.replica_state.replica_id.0
+    let (replica_id, replica_epoch) = if header.request_api_version >= REPLICA_STATE_VERSION {
+        (
+            req.replica_state.replica_id.0,
+            req.replica_state.replica_epoch,
+        )
     } else {
-        req.replica_id.0
+        (req.replica_id.0, -1)
     };
     let fetcher = if replica_id >= 0 {
-        Fetcher::Follower(replica_id)
+        Fetcher::Follower {
+            id: replica_id,
+            broker_epoch: replica_epoch,
+        }
     } else {
         Fetcher::Consumer
     };
@@ -128,33 +142,65 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
                 leader: name
                     .as_deref()
                     .map_or((-1, -1), |n| current_leader(&image, n, p.partition)),
+                diverging: None,
+                refused: None,
             })
             .collect();
         topics.push((topic.topic, topic.topic_id, wanted));
+    }
+    if let Fetcher::Follower { id, broker_epoch } = fetcher {
+        let now = crate::broker::now_ms();
+        let mut isr_change_due = false;
+        for w in topics.iter_mut().flat_map(|(_, _, w)| w.iter_mut()) {
+            match follower_arrived(w, id, broker_epoch, now) {
+                Ok(due) => isr_change_due |= due,
+                Err(e) => w.refused = Some(e),
+            }
+        }
+        if isr_change_due {
+            broker.isr_wakeup.notify_one();
+        }
     }
     let max_bytes = req.max_bytes.max(0) as usize;
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis((req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT_MS));
     let read_committed = req.isolation_level == READ_COMMITTED;
+    let follower = matches!(fetcher, Fetcher::Follower { .. });
     let broker = Arc::clone(broker);
     Reply::Later(
         async move {
             let deadline = Instant::now() + max_wait;
-            let mut watches: Vec<watch::Receiver<i64>> = topics
-                .iter()
-                .flat_map(|(_, _, w)| w.iter())
-                .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
-                .collect();
+            let open = || {
+                topics
+                    .iter()
+                    .flat_map(|(_, _, w)| w.iter())
+                    .filter_map(|w| w.partition.as_ref().ok())
+            };
+            // Consumers wait for the high watermark; followers for the log end, and for
+            // the high watermark so that they learn it.
+            let mut watches: Vec<watch::Receiver<i64>> =
+                open().map(|p| p.watch_high_watermark()).collect();
+            if follower {
+                watches.extend(open().map(|p| p.watch_log_end()));
+            }
+            let hw_at_start: Vec<i64> = open().map(|p| p.high_watermark()).collect();
             loop {
                 for w in &mut watches {
                     w.borrow_and_update();
                 }
-                let (response, bytes, any_error) = read_all(&topics, max_bytes, read_committed);
+                let (response, bytes, any_error) =
+                    read_all(&topics, max_bytes, read_committed, follower);
+                let hw_moved = follower
+                    && open()
+                        .zip(&hw_at_start)
+                        .any(|(p, start)| p.high_watermark() > *start);
                 if bytes >= min_bytes
                     || any_error
+                    || hw_moved
                     || Instant::now() >= deadline
                     || watches.is_empty()
                 {
@@ -178,6 +224,7 @@ fn read_all(
     topics: &[(TopicName, Uuid, Vec<Wanted>)],
     max_bytes: usize,
     read_committed: bool,
+    follower: bool,
 ) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
@@ -190,6 +237,7 @@ fn read_all(
                 max_bytes.saturating_sub(total),
                 total == 0,
                 read_committed,
+                follower,
             ) {
                 Ok(data) => {
                     total += data.records.as_ref().map_or(0, Bytes::len);
@@ -197,12 +245,20 @@ fn read_all(
                 }
                 Err(error) => {
                     any_error = true;
+                    // A follower out of range learns the leader's log start and high
+                    // watermark from the answer, to start over from them.
+                    let (hw, start) = match (&w.partition, follower) {
+                        (Ok(p), true) if error == ResponseError::OffsetOutOfRange => {
+                            (p.high_watermark(), p.log_start_offset())
+                        }
+                        _ => (-1, -1),
+                    };
                     let data = PartitionData::default()
                         .with_partition_index(w.index)
                         .with_error_code(error.code())
-                        .with_high_watermark(-1)
-                        .with_last_stable_offset(-1)
-                        .with_log_start_offset(-1)
+                        .with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(start)
                         .with_records(Some(Bytes::new()));
                     if sends_elsewhere(error.code()) {
                         data.with_current_leader(
@@ -258,20 +314,71 @@ fn with_leader_endpoints(broker: &Broker, image: &Image, response: FetchResponse
     response.with_node_endpoints(endpoints)
 }
 
+/// A follower's fetch on arrival: its epoch checked, then either where its log diverged
+/// or its fetch offset recorded as its log end. Returns whether an ISR change is due.
+fn follower_arrived(
+    w: &mut Wanted,
+    follower: i32,
+    broker_epoch: i64,
+    now_ms: i64,
+) -> Result<bool, ResponseError> {
+    let partition = w.partition.as_ref().map_err(|e| *e)?;
+    check_leader_epoch(w.current_leader_epoch, partition.leader_epoch())?;
+    if w.last_fetched_epoch >= 0 {
+        let ends = partition
+            .end_offset_for_epoch(w.last_fetched_epoch)
+            .map_err(|e| e.response_error())?;
+        let diverged = match ends {
+            Some((epoch, end)) => epoch != w.last_fetched_epoch || end < w.fetch_offset,
+            None => true,
+        };
+        if diverged {
+            w.diverging = Some(ends.unwrap_or((-1, -1)));
+            return Ok(false);
+        }
+    }
+    let end = partition.log_end_offset();
+    if w.fetch_offset > end || w.fetch_offset < partition.log_start_offset() {
+        return Err(ResponseError::OffsetOutOfRange);
+    }
+    partition.record_follower_fetch(follower, w.fetch_offset, broker_epoch, now_ms)
+}
+
 fn read_one(
     w: &Wanted,
     budget: usize,
     first: bool,
     read_committed: bool,
+    follower: bool,
 ) -> Result<PartitionData, ResponseError> {
     let partition = w.partition.as_ref().map_err(|e| *e)?;
+    if let Some(refused) = w.refused {
+        return Err(refused);
+    }
     check_leader_epoch(w.current_leader_epoch, partition.leader_epoch())?;
+    if let Some((epoch, end_offset)) = w.diverging {
+        // No records: the follower truncates to `end_offset` first.
+        return Ok(PartitionData::default()
+            .with_partition_index(w.index)
+            .with_high_watermark(partition.high_watermark())
+            .with_last_stable_offset(partition.high_watermark())
+            .with_log_start_offset(partition.log_start_offset())
+            .with_diverging_epoch(
+                EpochEndOffset::default()
+                    .with_epoch(epoch)
+                    .with_end_offset(end_offset),
+            )
+            .with_records(Some(Bytes::new())));
+    }
     let limit = w.partition_max_bytes.min(budget);
     // KIP-74: the first partition with data returns at least one whole batch even when it is
     // larger than the limits, so a consumer can never get stuck behind a big batch.
-    let result = partition
-        .read(w.fetch_offset, limit, first)
-        .map_err(|e| e.response_error())?;
+    let result = if follower {
+        partition.read_for_follower(w.fetch_offset, limit, first)
+    } else {
+        partition.read(w.fetch_offset, limit, first)
+    }
+    .map_err(|e| e.response_error())?;
     let hw = partition.high_watermark();
     Ok(PartitionData::default()
         .with_partition_index(w.index)

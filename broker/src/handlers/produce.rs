@@ -20,15 +20,16 @@ use crate::dispatch::{Reply, RequestContext};
 use crate::error::BrokerError;
 use crate::replica::Partition;
 
-/// The one replica of a single node is the whole ISR.
-const SINGLE_NODE_ISR_SIZE: i32 = 1;
-
 /// A partition's answer, or the wait that produces it.
 enum Outcome {
     Done(PartitionProduceResponse),
     Wait {
         partition: Arc<Partition>,
         end_offset: i64,
+        /// The leader epoch the batch was written in: acks=all fails if it ends first.
+        epoch: i32,
+        /// acks=all: the ISR size the write needs (`min.insync.replicas`).
+        min_isr: usize,
         response: PartitionProduceResponse,
     },
 }
@@ -121,11 +122,14 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 ));
                 continue;
             };
-            let min_isr = partition.settings().min_insync_replicas;
-            if acks == -1 && SINGLE_NODE_ISR_SIZE < min_isr {
+            let min_isr = partition.settings().min_insync_replicas.max(1) as usize;
+            let epoch = partition.leader_epoch();
+            let isr = partition.isr_size();
+            if acks == -1 && isr < min_isr {
+                // Refused before writing, as Kafka does: nothing to truncate later.
                 outcomes.push(fail(
                     ResponseError::NotEnoughReplicas,
-                    format!("{SINGLE_NODE_ISR_SIZE} in-sync replica(s), min.insync.replicas is {min_isr}"),
+                    format!("{isr} in-sync replica(s), min.insync.replicas is {min_isr}"),
                 ));
                 continue;
             }
@@ -140,6 +144,8 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 }) => Outcome::Wait {
                     partition,
                     end_offset: last_offset + 1,
+                    epoch,
+                    min_isr,
                     response: PartitionProduceResponse::default()
                         .with_index(index)
                         .with_base_offset(base_offset)
@@ -157,6 +163,8 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                         .with_log_start_offset(partition.log_start_offset()),
                     partition,
                     end_offset: last_offset + 1,
+                    epoch,
+                    min_isr,
                 },
                 Err(e) => Outcome::Done(append_error(index, &e)),
             });
@@ -210,11 +218,13 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                         Outcome::Wait {
                             partition,
                             end_offset,
+                            epoch,
+                            min_isr,
                             response,
                         } => {
                             let wait = async {
                                 if acks == -1 {
-                                    partition.wait_high_watermark(end_offset).await
+                                    partition.wait_acks_all(end_offset, epoch, min_isr).await
                                 } else {
                                     partition.wait_durable(end_offset).await
                                 }
@@ -230,7 +240,7 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                                     response.index,
                                     ResponseError::RequestTimedOut,
                                     Some(format!(
-                                        "not durable within the request timeout of {} ms",
+                                        "not replicated (acks=all) or durable (acks=1) within the request timeout of {} ms",
                                         timeout.as_millis()
                                     )),
                                 ),

@@ -182,6 +182,12 @@ impl MetadataStore {
     }
 
     /// Installs a view the local partitions now match.
+    /// A receiver that changes whenever a new view is published (after the local
+    /// partitions were reconciled with it).
+    pub fn subscribe_published(&self) -> watch::Receiver<Arc<Image>> {
+        self.published.subscribe()
+    }
+
     pub fn publish(&self, image: Arc<Image>) {
         self.published.send_replace(image);
     }

@@ -13,7 +13,9 @@ use isthmus_storage::Log;
 use kafka_protocol::error::ResponseError;
 use parking_lot::RwLock;
 
+use super::hw_checkpoint;
 use super::partition::Partition;
+use crate::broker::now_ms;
 use crate::config::topic::TopicSettings;
 use crate::config::Settings;
 use crate::error::BrokerError;
@@ -98,6 +100,11 @@ impl ReplicaManager {
         if !clean && !found.is_empty() {
             tracing::warn!("the last shutdown was not clean; recovering logs");
         }
+        let checkpointed: HashMap<PathBuf, HashMap<(String, i32), i64>> = log_dirs
+            .iter()
+            .map(|d| (d.clone(), hw_checkpoint::read(d)))
+            .collect();
+        let now = now_ms();
         for record in image.topics.values() {
             let topic_settings = TopicSettings::resolve(&record.configs, settings);
             let mut partitions = Vec::new();
@@ -106,7 +113,15 @@ impl ReplicaManager {
                     Some(dir) => dir.clone(),
                     None => manager.pick_log_dir(&partitions),
                 };
-                partitions.push(open_or_offline(&dir, record, index, &topic_settings, clean));
+                let hw = checkpointed
+                    .get(&dir)
+                    .and_then(|c| c.get(&(record.name.clone(), index)))
+                    .copied();
+                let p = open_or_offline(&dir, record, index, &topic_settings, clean, hw);
+                if let Some(state) = record.partition(index) {
+                    p.apply_state(state, node_id, now);
+                }
+                partitions.push(p);
             }
             manager.topics.write().insert(
                 record.name.clone(),
@@ -224,28 +239,25 @@ impl ReplicaManager {
                 .unwrap_or_default();
             let mut partitions: Vec<Arc<Partition>> = Vec::new();
             let mut opened = 0;
+            let now = now_ms();
             for index in record.hosted_on(self.node_id) {
-                let epoch = record.partition(index).map_or(0, |p| p.leader_epoch);
-                match old.remove(&index) {
+                let p = match old.remove(&index) {
                     Some(p) => {
                         if configs_changed {
                             p.update_settings(topic_settings.clone());
                         }
-                        p.set_leader_epoch(epoch);
-                        partitions.push(p);
+                        p
                     }
                     None => {
                         let dir = self.pick_log_dir(&partitions);
-                        partitions.push(open_or_offline(
-                            &dir,
-                            record,
-                            index,
-                            &topic_settings,
-                            true,
-                        ));
                         opened += 1;
+                        open_or_offline(&dir, record, index, &topic_settings, true, None)
                     }
+                };
+                if let Some(state) = record.partition(index) {
+                    p.apply_state(state, self.node_id, now);
                 }
+                partitions.push(p);
             }
             for p in old.values() {
                 if let Some(log) = p.take_log() {
@@ -287,8 +299,26 @@ impl ReplicaManager {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Writes every log dir's high-watermark checkpoint (see [`hw_checkpoint`]).
+    pub fn checkpoint_high_watermarks(&self) -> Result<(), BrokerError> {
+        let partitions = self.all_partitions();
+        for dir in &self.log_dirs {
+            let entries: Vec<(String, i32, i64)> = partitions
+                .iter()
+                .filter(|p| &p.log_dir == dir && !p.has_failed())
+                .map(|p| (p.topic.clone(), p.index, p.high_watermark()))
+                .filter(|(_, _, hw)| *hw >= 0)
+                .collect();
+            hw_checkpoint::write(dir, &entries)?;
+        }
+        Ok(())
+    }
+
     /// Closes every log (flush, trim, snapshot) and marks the log dirs clean.
     pub fn shutdown(&self) -> Result<(), BrokerError> {
+        if let Err(e) = self.checkpoint_high_watermarks() {
+            tracing::error!(error = %e, "writing the high-watermark checkpoints failed");
+        }
         let topics: Vec<Arc<TopicReplicas>> = self.topics.write().drain().map(|(_, t)| t).collect();
         let mut first_error = None;
         for t in topics {
@@ -344,8 +374,9 @@ impl ReplicaManager {
 /// The image's state of `topic`-`index` when it names `node_id` its leader. A partition
 /// the cluster does not have → UNKNOWN_TOPIC_OR_PARTITION; one led by another broker or by
 /// none (-1) → NOT_LEADER_OR_FOLLOWER, which sends the client back to Metadata to find
-/// the leader, as Kafka does. Replication does not exist yet, so a follower's log may be
-/// empty or stale: it must never answer clients.
+/// the leader, as Kafka does. A follower's log may hold records above the high watermark
+/// that the leader never committed: only the leader answers clients here (follower
+/// fetching, KIP-392, is a separate path).
 pub fn check_leader<'a>(
     image: &'a Image,
     node_id: i32,
@@ -370,9 +401,10 @@ fn open_or_offline(
     index: i32,
     settings: &TopicSettings,
     clean: bool,
+    checkpointed_hw: Option<i64>,
 ) -> Arc<Partition> {
     let epoch = record.partition(index).map_or(0, |p| p.leader_epoch);
-    match open_partition(dir, record, index, settings, clean) {
+    match open_partition(dir, record, index, settings, clean, checkpointed_hw) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(topic = %record.name, partition = index, dir = %dir.display(), error = %e,
@@ -395,6 +427,7 @@ fn open_partition(
     index: i32,
     settings: &TopicSettings,
     clean: bool,
+    checkpointed_hw: Option<i64>,
 ) -> Result<Arc<Partition>, BrokerError> {
     let path = dir.join(format!("{}-{index}", record.name));
     let log = Log::open(&path, settings.log.clone(), clean)?;
@@ -405,7 +438,7 @@ fn open_partition(
         dir.to_path_buf(),
         log,
         settings.clone(),
-        record.partition(index).map_or(0, |p| p.leader_epoch),
+        checkpointed_hw,
     ))
 }
 

@@ -1,5 +1,10 @@
-//! One partition this node hosts (as its leader or a follower): its log, high watermark and
-//! group commit.
+//! One partition this node hosts (as its leader or a follower): its log, high watermark,
+//! replication role and group commit.
+//!
+//! As leader it tracks its followers ([`LeaderState`]) and moves the high watermark to the
+//! smallest log end across the ISR, its own counted at its durable end (an acks=all write
+//! is fsynced on every ISR member before it is acknowledged). As follower its log is
+//! written by the replica fetcher only, and its high watermark follows the leader's.
 //!
 //! Writes land in the page cache under the log's lock; a per-partition flusher task then
 //! fsyncs everything written so far in one call, so all requests that arrived while the
@@ -16,8 +21,32 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use super::replication::{IsrChange, LeaderState};
 use crate::config::topic::{FlushPolicy, TopicSettings};
 use crate::error::BrokerError;
+use crate::metadata::PartitionState;
+
+/// An ISR change to send to the controller, with the epochs it was decided in.
+pub struct IsrRequest {
+    pub change: IsrChange,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    /// The new ISR with each member's broker epoch as its fetches said (-1 unknown).
+    pub members: Vec<(i32, i64)>,
+}
+
+/// What this node is for the partition, as the published image says.
+#[derive(Clone, Debug)]
+pub enum Role {
+    /// Not placed, or the partition has no leader (-1) and this node is not it.
+    Idle,
+    Leader(LeaderState),
+    /// Replicates from `leader` (which may be -1: none right now).
+    Follower {
+        leader: i32,
+        leader_epoch: i32,
+    },
+}
 
 pub struct Partition {
     pub topic: String,
@@ -28,8 +57,11 @@ pub struct Partition {
     log: Mutex<Option<Log>>,
     settings: RwLock<TopicSettings>,
     leader_epoch: AtomicI32,
+    role: Mutex<Role>,
     /// Consumers read below this offset.
     high_watermark: watch::Sender<i64>,
+    /// The log end: follower fetches long-poll on it.
+    log_end: watch::Sender<i64>,
     /// Everything below this offset is on stable storage.
     durable_end: watch::Sender<i64>,
     /// Page-cache mode: appends up to this offset crossed `flush.messages` and, as in
@@ -49,17 +81,20 @@ impl Partition {
         log_dir: std::path::PathBuf,
         log: Log,
         settings: TopicSettings,
-        leader_epoch: i32,
+        checkpointed_hw: Option<i64>,
     ) -> Arc<Partition> {
         let end = log.log_end_offset();
         // After an unclean stop the tail above the recovery point may still sit only in the
-        // page cache: it is neither durable nor visible until the flusher (woken below)
-        // syncs it. In page-cache mode visibility follows the log end, as in Kafka.
+        // page cache: it is neither durable nor acknowledged until the flusher (woken
+        // below) syncs it.
         let durable = log.recovery_point().min(end);
-        let visible = match settings.flush {
-            FlushPolicy::Durable => durable,
-            FlushPolicy::PageCache { .. } => end,
-        };
+        // The high watermark starts where it was checkpointed (never above the log end),
+        // and moves once this node leads or follows. Without a checkpoint (a log from
+        // before replication, or a new one) it starts at the log start: a leader whose
+        // ISR is itself moves it to its durable end at once.
+        let visible = checkpointed_hw
+            .unwrap_or(log.log_start_offset())
+            .clamp(log.log_start_offset(), end);
         let partition = Arc::new(Partition {
             topic: topic.to_string(),
             topic_id,
@@ -67,8 +102,11 @@ impl Partition {
             log_dir,
             log: Mutex::new(Some(log)),
             settings: RwLock::new(settings),
-            leader_epoch: AtomicI32::new(leader_epoch),
+            // Set from the image right after opening (`apply_state`).
+            leader_epoch: AtomicI32::new(-1),
+            role: Mutex::new(Role::Idle),
             high_watermark: watch::Sender::new(visible),
+            log_end: watch::Sender::new(end),
             durable_end: watch::Sender::new(durable),
             sync_barrier: AtomicI64::new(-1),
             flush_signal: Notify::new(),
@@ -100,7 +138,9 @@ impl Partition {
             log: Mutex::new(None),
             settings: RwLock::new(settings),
             leader_epoch: AtomicI32::new(leader_epoch),
+            role: Mutex::new(Role::Idle),
             high_watermark: watch::Sender::new(-1),
+            log_end: watch::Sender::new(-1),
             durable_end: watch::Sender::new(-1),
             sync_barrier: AtomicI64::new(-1),
             flush_signal: Notify::new(),
@@ -131,10 +171,8 @@ impl Partition {
         let page_cache = matches!(settings.flush, FlushPolicy::PageCache { .. });
         *self.settings.write() = settings;
         if page_cache {
-            // Leaving the durable mode: what is written is visible at once from now on.
-            if let Ok(end) = self.with_log(|log| Ok(log.log_end_offset())) {
-                self.advance_high_watermark(end);
-            }
+            // Leaving the durable mode: the leader's own end counts at once from now on.
+            self.update_high_watermark();
         }
         self.flush_signal.notify_one();
     }
@@ -169,12 +207,15 @@ impl Partition {
             let outcome = log.append_as_leader(records, epoch, now_ms)?;
             Ok((outcome, log.log_end_offset(), log.unflushed_messages()))
         })?;
+        if matches!(outcome, AppendOutcome::Appended { .. }) {
+            self.log_end.send_replace(end);
+        }
         match (&outcome, flush) {
             (AppendOutcome::Appended { .. }, FlushPolicy::Durable) => {
                 self.flush_signal.notify_one()
             }
             (AppendOutcome::Appended { .. }, FlushPolicy::PageCache { messages, .. }) => {
-                self.advance_high_watermark(end);
+                self.update_high_watermark();
                 if messages.is_some_and(|m| unflushed >= m) {
                     self.sync_barrier.fetch_max(end, Ordering::AcqRel);
                     self.flush_signal.notify_one();
@@ -196,10 +237,324 @@ impl Partition {
         self.wait_for(&self.durable_end, end_offset).await
     }
 
-    /// Resolves once the high watermark has reached `end_offset` (acks=all). With one replica
-    /// the ISR is this node alone, so the high watermark is the durable end of the log.
+    /// Resolves once the high watermark has reached `end_offset`, i.e. every ISR member
+    /// has the write; NOT_LEADER_OR_FOLLOWER if this node stops leading the epoch it led
+    /// when called (the write may then be truncated by the next leader).
     pub async fn wait_high_watermark(&self, end_offset: i64) -> Result<(), BrokerError> {
-        self.wait_for(&self.high_watermark, end_offset).await
+        let epoch = self.leader_epoch();
+        self.wait_replicated(end_offset, epoch).await
+    }
+
+    /// acks=all: the write below `end_offset`, appended in leader epoch `epoch`, is on
+    /// every ISR member, and the ISR has at least `min_isr` members (else
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND, as Kafka answers when the ISR shrank meanwhile).
+    pub async fn wait_acks_all(
+        &self,
+        end_offset: i64,
+        epoch: i32,
+        min_isr: usize,
+    ) -> Result<(), BrokerError> {
+        self.wait_replicated(end_offset, epoch).await?;
+        let isr = self.isr_size();
+        if isr < min_isr {
+            return Err(BrokerError::kafka(
+                ResponseError::NotEnoughReplicasAfterAppend,
+                format!("written, but the ISR shrank to {isr} while waiting; min.insync.replicas is {min_isr}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn wait_replicated(&self, end_offset: i64, epoch: i32) -> Result<(), BrokerError> {
+        let mut rx = self.high_watermark.subscribe();
+        loop {
+            if self.failed.load(Ordering::Acquire) {
+                return Err(BrokerError::kafka(
+                    ResponseError::KafkaStorageError,
+                    "partition failed while the write was pending",
+                ));
+            }
+            if !self.leads_epoch(epoch) {
+                return Err(BrokerError::kafka(
+                    ResponseError::NotLeaderOrFollower,
+                    "this broker stopped leading the partition while the write was pending",
+                ));
+            }
+            if *rx.borrow_and_update() >= end_offset {
+                return Ok(());
+            }
+            if rx.changed().await.is_err() {
+                return Err(BrokerError::kafka(
+                    ResponseError::NotLeaderOrFollower,
+                    "partition closed",
+                ));
+            }
+        }
+    }
+
+    /// Whether this replica still follows `leader` in `leader_epoch` (a replica fetcher
+    /// checks before it writes, so a stopped one never touches the log).
+    pub fn follows(&self, leader: i32, leader_epoch: i32) -> bool {
+        matches!(&*self.role.lock(), Role::Follower { leader: l, leader_epoch: e } if *l == leader && *e == leader_epoch)
+    }
+
+    fn leads_epoch(&self, epoch: i32) -> bool {
+        matches!(&*self.role.lock(), Role::Leader(l) if l.leader_epoch == epoch)
+    }
+
+    /// The committed ISR's size while leading; 0 otherwise.
+    pub fn isr_size(&self) -> usize {
+        match &*self.role.lock() {
+            Role::Leader(l) => l.isr.len(),
+            _ => 0,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role.lock().clone()
+    }
+
+    /// Follows the image's state of this partition: becomes (or stays) leader when it
+    /// names `me`, else follower of whoever it names. Returns true when the role or the
+    /// leader epoch changed (the replica fetchers then start over for it).
+    pub fn apply_state(&self, state: &PartitionState, me: i32, now_ms: i64) -> bool {
+        self.set_leader_epoch(state.leader_epoch);
+        let changed = {
+            let mut role = self.role.lock();
+            match &mut *role {
+                Role::Leader(l) if state.leader == me && l.leader_epoch == state.leader_epoch => {
+                    l.commit(state.partition_epoch, &state.isr, &state.replicas, now_ms);
+                    false
+                }
+                Role::Follower {
+                    leader,
+                    leader_epoch,
+                } if state.leader != me
+                    && *leader == state.leader
+                    && *leader_epoch == state.leader_epoch =>
+                {
+                    false
+                }
+                _ if state.leader == me => {
+                    let start = self
+                        .with_log(|log| {
+                            log.begin_leader_epoch(state.leader_epoch)?;
+                            Ok(log.log_end_offset())
+                        })
+                        .unwrap_or(0);
+                    *role = Role::Leader(LeaderState::new(
+                        me,
+                        state.leader_epoch,
+                        state.partition_epoch,
+                        &state.replicas,
+                        &state.isr,
+                        start,
+                        now_ms,
+                    ));
+                    true
+                }
+                _ => {
+                    *role = Role::Follower {
+                        leader: state.leader,
+                        leader_epoch: state.leader_epoch,
+                    };
+                    true
+                }
+            }
+        };
+        if changed {
+            // Pending acks=all waits re-check who leads.
+            self.high_watermark.send_modify(|_| {});
+        }
+        self.update_high_watermark();
+        changed
+    }
+
+    /// Takes an ISR change the controller committed (AlterPartition answer) if this node
+    /// still leads `leader_epoch`.
+    pub fn commit_isr(&self, leader_epoch: i32, partition_epoch: i32, isr: &[i32], now_ms: i64) {
+        {
+            let mut role = self.role.lock();
+            let Role::Leader(l) = &mut *role else { return };
+            if l.leader_epoch != leader_epoch {
+                return;
+            }
+            let replicas = l.replicas.clone();
+            l.commit(partition_epoch, isr, &replicas, now_ms);
+        }
+        self.update_high_watermark();
+        // acks=all waits re-check the ISR size.
+        self.high_watermark.send_modify(|_| {});
+    }
+
+    /// Forgets an ISR change the controller refused, so the next check may ask again.
+    pub fn clear_pending_isr(&self, leader_epoch: i32) {
+        if let Role::Leader(l) = &mut *self.role.lock() {
+            if l.leader_epoch == leader_epoch {
+                l.pending = None;
+            }
+        }
+    }
+
+    /// The ISR change this leader should ask for now (recorded as pending), with the
+    /// leader and partition epochs and the broker epochs of the new ISR's followers.
+    pub fn take_isr_change(&self, now_ms: i64, lag_max_ms: i64) -> Option<IsrRequest> {
+        let hw = self.high_watermark();
+        let mut role = self.role.lock();
+        let Role::Leader(l) = &mut *role else {
+            return None;
+        };
+        let change = l.next_change(hw, now_ms, lag_max_ms)?;
+        let epochs = change
+            .new_isr()
+            .iter()
+            .map(|r| (*r, l.followers.get(r).map_or(-1, |f| f.broker_epoch)))
+            .collect();
+        l.pending = Some(change.clone());
+        Some(IsrRequest {
+            change,
+            leader_epoch: l.leader_epoch,
+            partition_epoch: l.partition_epoch,
+            members: epochs,
+        })
+    }
+
+    /// A follower's fetch at `fetch_offset`: its progress, then the high watermark.
+    /// NOT_LEADER_OR_FOLLOWER when this node does not lead; returns whether an ISR
+    /// change is now due (the follower caught up).
+    pub fn record_follower_fetch(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+        broker_epoch: i64,
+        now_ms: i64,
+    ) -> Result<bool, ResponseError> {
+        let leader_end = *self.log_end.borrow();
+        let hw = self.high_watermark();
+        let expand = {
+            let mut role = self.role.lock();
+            let Role::Leader(l) = &mut *role else {
+                return Err(ResponseError::NotLeaderOrFollower);
+            };
+            if !l.on_follower_fetch(follower, fetch_offset, broker_epoch, leader_end, now_ms) {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
+            l.pending.is_none() && !l.caught_up(hw).is_empty()
+        };
+        self.update_high_watermark();
+        Ok(expand)
+    }
+
+    /// The leader's own end for the high watermark: durable under the fsync policy, the
+    /// log end in page-cache mode.
+    fn local_end(&self) -> i64 {
+        match self.settings.read().flush {
+            FlushPolicy::Durable => *self.durable_end.borrow(),
+            FlushPolicy::PageCache { .. } => *self.log_end.borrow(),
+        }
+    }
+
+    /// Moves a leader's high watermark to what its ISR has (never backwards).
+    pub fn update_high_watermark(&self) {
+        let local_end = self.local_end();
+        let hw = match &*self.role.lock() {
+            Role::Leader(l) => l.high_watermark(local_end),
+            _ => None,
+        };
+        if let Some(hw) = hw {
+            self.advance_high_watermark(hw);
+        }
+    }
+
+    /// A follower's high watermark: the leader's, bounded by what this replica has.
+    pub fn set_follower_high_watermark(&self, leader_hw: i64) {
+        let end = *self.log_end.borrow();
+        self.advance_high_watermark(leader_hw.min(end));
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        *self.log_end.borrow()
+    }
+
+    /// A receiver that changes whenever the log end moves: follower fetches wait on it.
+    pub fn watch_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// Follower append: the leader's batches at the leader's offsets. Returns the new log
+    /// end; durability follows through [`Partition::wait_durable`].
+    pub fn append_as_follower(&self, records: &[u8]) -> Result<i64, BrokerError> {
+        let mut owned = records.to_vec();
+        let end = self.with_log(|log| {
+            log.append_as_follower(&mut owned)?;
+            Ok(log.log_end_offset())
+        })?;
+        self.log_end.send_replace(end);
+        self.flush_signal.notify_one();
+        Ok(end)
+    }
+
+    /// Follower truncation (by leader epoch, never by high watermark): drops everything
+    /// from `offset` on. The high watermark and durable end come down with the log end.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, BrokerError> {
+        let end = self.with_log(|log| {
+            log.truncate_to(offset)?;
+            Ok(log.log_end_offset())
+        })?;
+        self.after_truncation(end);
+        Ok(end)
+    }
+
+    /// Empties the log and restarts it at `offset` (the leader's log start is above this
+    /// replica's end).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<i64, BrokerError> {
+        self.with_log(|log| {
+            log.truncate_fully_and_start_at(offset)?;
+            Ok(())
+        })?;
+        self.after_truncation(offset);
+        self.high_watermark.send_replace(offset);
+        Ok(offset)
+    }
+
+    fn after_truncation(&self, end: i64) {
+        self.log_end.send_replace(end);
+        self.durable_end.send_if_modified(|d| {
+            let above = *d > end;
+            if above {
+                *d = end;
+            }
+            above
+        });
+        self.high_watermark.send_if_modified(|hw| {
+            let above = *hw > end;
+            if above {
+                *hw = end;
+            }
+            above
+        });
+    }
+
+    /// Follower read (from the leader): whole batches up to the log end.
+    pub fn read_for_follower(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, BrokerError> {
+        self.with_log(|log| {
+            let end = log.log_end_offset();
+            Ok(log.read(offset, max_bytes, end, min_one_batch)?)
+        })
+    }
+
+    /// The log's answer to OffsetForLeaderEpoch for `epoch`, or None when undefined.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, BrokerError> {
+        self.with_log(|log| Ok(log.end_offset_for_epoch(epoch)))
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.with_log(|log| Ok(log.latest_epoch())).ok().flatten()
     }
 
     async fn wait_for(
@@ -308,7 +663,6 @@ async fn run_flusher(p: Arc<Partition>) {
             }
         };
         let Some(job) = job else { continue };
-        let up_to = job.up_to;
         let synced = tokio::task::spawn_blocking(move || {
             let result = job.sync();
             (job, result)
@@ -316,17 +670,20 @@ async fn run_flusher(p: Arc<Partition>) {
         .await;
         match synced {
             Ok((job, Ok(()))) => {
-                if let Some(log) = p.log.lock().as_mut() {
+                // The log's recovery point is the truth: a truncation since the job was
+                // taken keeps it from moving over data written after it.
+                let durable = p.log.lock().as_mut().map(|log| {
                     log.mark_flushed(&job);
-                }
-                p.durable_end.send_if_modified(|d| {
-                    let moved = up_to > *d;
-                    *d = (*d).max(up_to);
-                    moved
+                    log.recovery_point()
                 });
-                if p.settings.read().flush == FlushPolicy::Durable {
-                    p.advance_high_watermark(up_to);
+                if let Some(durable) = durable {
+                    p.durable_end.send_if_modified(|d| {
+                        let moved = durable > *d;
+                        *d = (*d).max(durable);
+                        moved
+                    });
                 }
+                p.update_high_watermark();
             }
             Ok((_, Err(e))) => {
                 p.fail(&e);
