@@ -60,6 +60,14 @@ const LONG_OR_UNLIMITED: ValueKind = ValueKind::Long {
     min: -1,
     max: i64::MAX,
 };
+/// Kafka's replica selector classes (KIP-392), by the names operators already use.
+pub const RACK_AWARE_REPLICA_SELECTOR: &str =
+    "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+const REPLICA_SELECTORS: &[&str] = &[
+    RACK_AWARE_REPLICA_SELECTOR,
+    "org.apache.kafka.common.replica.LeaderSelector",
+];
+
 const POSITIVE_LONG: ValueKind = ValueKind::Long {
     min: 1,
     max: i64::MAX,
@@ -182,6 +190,13 @@ pub static BROKER_SETTINGS: &[BrokerSetting] = &[
         default: Some("1000"),
         scope: Scope::Node,
         doc: "How long a follower waits before retrying a leader it could not fetch from.",
+    },
+    BrokerSetting {
+        name: "replica.selector.class",
+        kind: ValueKind::Choice(REPLICA_SELECTORS),
+        default: None,
+        scope: Scope::Node,
+        doc: "Which replica a consumer that sends client.rack reads from (KIP-392): the rack-aware selector directs it to an in-sync replica in its rack; unset or LeaderSelector = the leader.",
     },
     BrokerSetting {
         name: "replica.high.watermark.checkpoint.interval.ms",
@@ -455,6 +470,13 @@ pub static BROKER_SETTINGS: &[BrokerSetting] = &[
         default: Some("50"),
         scope: Scope::Node,
         doc: "Partitions of __consumer_offsets (fixed once the topic exists).",
+    },
+    BrokerSetting {
+        name: "offsets.topic.replication.factor",
+        kind: ValueKind::Int { min: 1, max: 32767 },
+        default: Some("3"),
+        scope: Scope::Node,
+        doc: "Replication factor of __consumer_offsets when it is created, capped at the number of active brokers then.",
     },
     BrokerSetting {
         name: "offset.metadata.max.bytes",

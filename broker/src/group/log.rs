@@ -34,10 +34,32 @@ pub fn ensure_topic(broker: &Broker) -> Result<(), BrokerError> {
     );
     // Kafka's internal-topic setting: only the latest record per group and partition matters.
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    // Kafka waits until that many brokers are up; one node must work without settings, so
+    // the factor is capped at the brokers active now (logged, as it is for good).
+    let wanted = broker
+        .node
+        .settings
+        .i64("offsets.topic.replication.factor")
+        .unwrap_or(3);
+    let active = broker
+        .metadata
+        .controller_image()
+        .brokers()
+        .values()
+        .filter(|b| b.is_active())
+        .count()
+        .max(1) as i64;
+    if active < wanted {
+        tracing::warn!(
+            wanted,
+            active,
+            "creating __consumer_offsets with fewer replicas than offsets.topic.replication.factor: only {active} broker(s) are active"
+        );
+    }
     let new = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: broker.groups.config.offsets_partitions,
-        replication_factor: -1,
+        replication_factor: wanted.min(active) as i16,
         assignments: Vec::new(),
         configs,
     };

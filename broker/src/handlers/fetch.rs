@@ -25,8 +25,10 @@ use uuid::Uuid;
 
 use super::{check_leader_epoch, current_leader, leader_endpoints, mismatched, text};
 use crate::broker::Broker;
+use crate::config::defs::RACK_AWARE_REPLICA_SELECTOR;
 use crate::dispatch::{Reply, RequestContext};
 use crate::metadata::Image;
+use crate::replica::partition::Role;
 use crate::replica::Partition;
 
 /// Upper bound on a long poll, whatever the client asks: keeps a bad `max_wait_ms` from
@@ -38,6 +40,9 @@ const READ_COMMITTED: i8 = 1;
 
 /// Fetch v15 moved the replica id into `replica_state`.
 const REPLICA_STATE_VERSION: i16 = 15;
+
+/// Fetch v11 added client metadata (`rack_id`): consumers may read from followers.
+const FOLLOWER_READ_VERSION: i16 = 11;
 
 struct Wanted {
     index: i32,
@@ -53,6 +58,9 @@ struct Wanted {
     diverging: Option<(i32, i64)>,
     /// Follower fetches: refused on arrival (epoch, range).
     refused: Option<ResponseError>,
+    /// Consumer fetches at the leader: the replica in the consumer's rack to read from
+    /// instead (KIP-392), answered without records.
+    preferred: Option<i32>,
 }
 
 /// Who fetches: a consumer (replica id < 0) or a follower replica (broker id and epoch).
@@ -62,16 +70,31 @@ enum Fetcher {
     Follower { id: i32, broker_epoch: i64 },
 }
 
-/// The local partition a fetch reads, or why not. Consumers and followers alike fetch
-/// from the leader only.
+/// The local partition a fetch reads, or why not. Followers fetch from the leader; so do
+/// consumers, except that from Fetch v11 on (client metadata, KIP-392) a follower replica
+/// here serves a consumer too, below its own high watermark, as Kafka's followers do.
 fn resolve(
     broker: &Broker,
     image: &Image,
     fetcher: Fetcher,
     topic: &str,
     index: i32,
+    version: i16,
 ) -> Result<Arc<Partition>, ResponseError> {
-    let partition = broker.replicas.leader_partition(image, topic, index)?;
+    let led = broker.replicas.leader_partition(image, topic, index);
+    let partition = match (led, fetcher) {
+        (Ok(p), _) => p,
+        (Err(ResponseError::NotLeaderOrFollower), Fetcher::Consumer)
+            if version >= FOLLOWER_READ_VERSION =>
+        {
+            broker
+                .replicas
+                .partition(topic, index)
+                .filter(|p| matches!(p.role(), Role::Follower { .. }))
+                .ok_or(ResponseError::NotLeaderOrFollower)?
+        }
+        (Err(e), _) => return Err(e),
+    };
     match fetcher {
         Fetcher::Consumer => Ok(partition),
         // A follower must be an assigned replica (Kafka refuses others the same way).
@@ -136,7 +159,14 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
             .map(|p| Wanted {
                 index: p.partition,
                 partition: match name.as_deref() {
-                    Some(n) => resolve(broker, &image, fetcher, n, p.partition),
+                    Some(n) => resolve(
+                        broker,
+                        &image,
+                        fetcher,
+                        n,
+                        p.partition,
+                        header.request_api_version,
+                    ),
                     None => Err(missing),
                 },
                 fetch_offset: p.fetch_offset,
@@ -148,9 +178,13 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                     .map_or((-1, -1), |n| current_leader(&image, n, p.partition)),
                 diverging: None,
                 refused: None,
+                preferred: None,
             })
             .collect();
         topics.push((topic.topic, topic.topic_id, wanted));
+    }
+    if fetcher_is_consumer(fetcher) && header.request_api_version >= FOLLOWER_READ_VERSION {
+        direct_by_rack(broker, &image, &req.rack_id, &mut topics);
     }
     if let Fetcher::Follower { id, broker_epoch } = fetcher {
         let now = crate::broker::now_ms();
@@ -314,6 +348,43 @@ fn with_leader_endpoints(broker: &Broker, image: &Image, response: FetchResponse
     response.with_node_endpoints(endpoints)
 }
 
+fn fetcher_is_consumer(fetcher: Fetcher) -> bool {
+    matches!(fetcher, Fetcher::Consumer)
+}
+
+/// KIP-392 on arrival of a consumer fetch with `client.rack`: at a leader with the
+/// rack-aware selector, partitions with an in-sync replica in the consumer's rack (and the
+/// leader elsewhere) are answered with that replica; at a follower, the read is counted.
+fn direct_by_rack(
+    broker: &Broker,
+    image: &Image,
+    client_rack: &str,
+    topics: &mut [(TopicName, Uuid, Vec<Wanted>)],
+) {
+    let rack_aware =
+        broker.node.settings.get("replica.selector.class") == Some(RACK_AWARE_REPLICA_SELECTOR);
+    for w in topics.iter_mut().flat_map(|(_, _, w)| w.iter_mut()) {
+        let Ok(p) = &w.partition else { continue };
+        match p.role() {
+            Role::Follower { .. } => {
+                broker.replication_stats.record_follower_read();
+                p.note_follower_read(client_rack);
+            }
+            Role::Leader(_) if rack_aware && !client_rack.is_empty() => {
+                if broker.rack() == Some(client_rack) {
+                    continue;
+                }
+                let rack_of = |id: i32| image.brokers.get(&id).and_then(|b| b.rack.as_deref());
+                w.preferred = p.preferred_read_replica(w.fetch_offset, |id| {
+                    rack_of(id) == Some(client_rack)
+                        && image.brokers.get(&id).is_some_and(|b| b.is_active())
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A follower's fetch on arrival: its epoch checked, then either where its log diverged
 /// or its fetch offset recorded as its log end. Returns whether an ISR change is due.
 fn follower_arrived(
@@ -356,6 +427,16 @@ fn read_one(
         return Err(refused);
     }
     check_leader_epoch(w.current_leader_epoch, partition.leader_epoch())?;
+    if let Some(replica) = w.preferred {
+        // No records: the consumer fetches from `replica` next.
+        return Ok(PartitionData::default()
+            .with_partition_index(w.index)
+            .with_high_watermark(partition.high_watermark())
+            .with_last_stable_offset(partition.high_watermark())
+            .with_log_start_offset(partition.log_start_offset())
+            .with_preferred_read_replica(BrokerId(replica))
+            .with_records(Some(Bytes::new())));
+    }
     if let Some((epoch, end_offset)) = w.diverging {
         // No records: the follower truncates to `end_offset` first.
         return Ok(PartitionData::default()

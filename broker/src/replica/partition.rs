@@ -70,6 +70,8 @@ pub struct Partition {
     flush_signal: Notify,
     /// Set when the log hit an I/O error: the partition stops serving rather than guessing.
     failed: AtomicBool,
+    /// Whether a consumer read from this replica as a follower was logged yet.
+    follower_read_logged: AtomicBool,
 }
 
 impl Partition {
@@ -111,6 +113,7 @@ impl Partition {
             sync_barrier: AtomicI64::new(-1),
             flush_signal: Notify::new(),
             failed: AtomicBool::new(false),
+            follower_read_logged: AtomicBool::new(false),
         });
         if durable < end {
             partition.flush_signal.notify_one();
@@ -145,6 +148,7 @@ impl Partition {
             sync_barrier: AtomicI64::new(-1),
             flush_signal: Notify::new(),
             failed: AtomicBool::new(true),
+            follower_read_logged: AtomicBool::new(false),
         })
     }
 
@@ -296,6 +300,31 @@ impl Partition {
     /// checks before it writes, so a stopped one never touches the log).
     pub fn follows(&self, leader: i32, leader_epoch: i32) -> bool {
         matches!(&*self.role.lock(), Role::Follower { leader: l, leader_epoch: e } if *l == leader && *e == leader_epoch)
+    }
+
+    /// KIP-392 at the leader: the in-sync follower (`eligible`: in the consumer's rack,
+    /// active) that has `fetch_offset`, the furthest along first; None for the leader.
+    pub fn preferred_read_replica(
+        &self,
+        fetch_offset: i64,
+        eligible: impl Fn(i32) -> bool,
+    ) -> Option<i32> {
+        let role = self.role.lock();
+        let Role::Leader(l) = &*role else { return None };
+        l.isr
+            .iter()
+            .filter(|r| **r != l.me && eligible(**r))
+            .filter_map(|r| l.followers.get(r).map(|f| (*r, f.log_end_offset)))
+            .filter(|(_, end)| *end >= fetch_offset)
+            .max_by_key(|(r, end)| (*end, -*r))
+            .map(|(r, _)| r)
+    }
+
+    /// Logs the first consumer read served here as a follower (then only counted).
+    pub fn note_follower_read(&self, client_rack: &str) {
+        if !self.follower_read_logged.swap(true, Ordering::AcqRel) {
+            tracing::info!(topic = %self.topic, partition = self.index, client_rack, "served a consumer fetch as follower (KIP-392)");
+        }
     }
 
     fn leads_epoch(&self, epoch: i32) -> bool {

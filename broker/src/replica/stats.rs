@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct ReplicationStats {
     isr_shrinks: AtomicU64,
     isr_expands: AtomicU64,
+    follower_reads: AtomicU64,
 }
 
 impl ReplicationStats {
@@ -17,6 +18,15 @@ impl ReplicationStats {
 
     pub fn record_expand(&self) {
         self.isr_expands.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A consumer fetch served by this broker as a follower (KIP-392).
+    pub fn record_follower_read(&self) {
+        self.follower_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn follower_reads(&self) -> u64 {
+        self.follower_reads.load(Ordering::Relaxed)
     }
 
     pub fn isr_shrinks(&self) -> u64 {
