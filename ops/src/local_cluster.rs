@@ -6,14 +6,15 @@
 //! - [`Plan`]: the layout made concrete: node ids (controllers 1..=C, brokers 101.., combined
 //!   1..=N), free ports, folders, and each node's TOML config (pure, so it is unit-tested).
 //! - [`LocalCluster`]: the running processes: format what is not formatted, start, wait until
-//!   listening, kill / terminate / restart one node, stop all; dropping it kills everything.
+//!   listening, kill / terminate / restart / pause / resume one node, stop all; dropping it
+//!   kills everything (a paused node included).
 //!
 //! The folder keeps what a restart needs: `cluster-id` (the id every node was formatted
 //! with) and `layout.json` (the nodes and the ports chosen at the first start, since the
 //! controllers store the voters' addresses when formatted). Each node has `node-<id>/` with
 //! `isthmus.toml`, `isthmus.log`, `data/` (`log.dirs`) and `metadata/` (`metadata.log.dir`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -99,6 +100,14 @@ pub enum LocalClusterError {
     },
     #[error("node {0} is not part of this cluster")]
     UnknownNode(i32),
+    #[error("node {id} is not running, so it cannot be {what}")]
+    NotRunning { id: i32, what: &'static str },
+    #[error("sending {signal} to node {id}: {err}")]
+    Signal {
+        id: i32,
+        signal: &'static str,
+        err: nix::errno::Errno,
+    },
     #[error("interrupted while starting; the nodes started so far were stopped")]
     Interrupted,
 }
@@ -552,7 +561,8 @@ pub struct NodeInfo {
     pub log_path: PathBuf,
 }
 
-/// The processes of a local cluster. Dropping it kills (SIGKILL) every node still running.
+/// The processes of a local cluster. Dropping it kills (SIGKILL) every node still running,
+/// paused ones included.
 #[derive(Debug)]
 pub struct LocalCluster {
     plan: Plan,
@@ -560,6 +570,8 @@ pub struct LocalCluster {
     cluster_id: String,
     children: BTreeMap<i32, Child>,
     starts: BTreeMap<i32, u32>,
+    /// Nodes stopped with SIGSTOP by [`LocalCluster::pause`] and not resumed since.
+    paused: BTreeSet<i32>,
 }
 
 impl LocalCluster {
@@ -602,6 +614,7 @@ impl LocalCluster {
             cluster_id,
             children: BTreeMap::new(),
             starts: BTreeMap::new(),
+            paused: BTreeSet::new(),
         };
         let ids: Vec<i32> = cluster.plan.nodes.iter().map(|n| n.id).collect();
         for &id in &ids {
@@ -671,14 +684,66 @@ impl LocalCluster {
         file_tail(&self.plan.log_path(id), lines)
     }
 
-    /// SIGKILL, then wait: a crash, nothing flushed. A node not running is left as it is.
+    /// SIGKILL, then wait: a crash, nothing flushed. A node not running is left as it is;
+    /// a paused one dies without running again.
     pub fn kill(&mut self, id: i32) -> Result<()> {
         self.check_known(id)?;
         if let Some(mut child) = self.children.remove(&id) {
             let _ = child.kill();
+            self.continue_if_paused(id, &child);
             let _ = child.wait();
         }
         Ok(())
+    }
+
+    /// Freezes the node's process with SIGSTOP: it keeps its sockets and files but runs no
+    /// code, so peers see a node that stopped answering (a long GC pause, a hung VM, a
+    /// cut-off host) rather than one whose connections close. Its session with the
+    /// controllers lapses after `broker.session.timeout.ms` and it is fenced, while it still
+    /// believes whatever it believed. Undo with [`LocalCluster::resume`]; [`kill`],
+    /// [`terminate`], [`restart`], [`stop_all`] and dropping the cluster all end a paused
+    /// node too, so no process is left stopped. Pausing a paused node does nothing.
+    ///
+    /// [`kill`]: LocalCluster::kill
+    /// [`terminate`]: LocalCluster::terminate
+    /// [`restart`]: LocalCluster::restart
+    /// [`stop_all`]: LocalCluster::stop_all
+    pub fn pause(&mut self, id: i32) -> Result<()> {
+        self.check_known(id)?;
+        if !self.is_running(id) {
+            return Err(LocalClusterError::NotRunning { id, what: "paused" });
+        }
+        if self.paused.contains(&id) {
+            return Ok(());
+        }
+        self.signal(id, Signal::SIGSTOP)?;
+        self.paused.insert(id);
+        Ok(())
+    }
+
+    /// Lets a node stopped by [`LocalCluster::pause`] run again (SIGCONT). It goes on from
+    /// where it stopped: timers that expired meanwhile fire at once, requests queued in its
+    /// sockets are read. Resuming a node that is not paused does nothing.
+    pub fn resume(&mut self, id: i32) -> Result<()> {
+        self.check_known(id)?;
+        if !self.paused.contains(&id) {
+            return Ok(());
+        }
+        if !self.is_running(id) {
+            self.paused.remove(&id);
+            return Err(LocalClusterError::NotRunning {
+                id,
+                what: "resumed",
+            });
+        }
+        self.signal(id, Signal::SIGCONT)?;
+        self.paused.remove(&id);
+        Ok(())
+    }
+
+    /// Whether the node is stopped by [`LocalCluster::pause`].
+    pub fn is_paused(&self, id: i32) -> bool {
+        self.paused.contains(&id)
     }
 
     /// SIGTERM, then wait up to [`TERMINATE_TIMEOUT`] (SIGKILL after it). `None` when the
@@ -726,6 +791,9 @@ impl LocalCluster {
             }
             _ => true,
         });
+        for (id, _) in &out {
+            self.paused.remove(id);
+        }
         out
     }
 
@@ -736,17 +804,52 @@ impl LocalCluster {
         }
     }
 
+    /// Sends `sig` to the node's running process.
+    fn signal(&self, id: i32, sig: Signal) -> Result<()> {
+        let child = self
+            .children
+            .get(&id)
+            .ok_or(LocalClusterError::NotRunning {
+                id,
+                what: "signalled",
+            })?;
+        let pid = i32::try_from(child.id()).map_err(|_| LocalClusterError::Signal {
+            id,
+            signal: sig.as_str(),
+            err: nix::errno::Errno::ESRCH,
+        })?;
+        signal::kill(Pid::from_raw(pid), sig).map_err(|err| LocalClusterError::Signal {
+            id,
+            signal: sig.as_str(),
+            err,
+        })
+    }
+
+    /// After a terminating signal was sent to `child` (node `id`, already out of
+    /// `children`): SIGCONT if the node was paused, so it acts on the signal now (SIGKILL
+    /// needs no help, but the node is then no longer counted as paused either way). The
+    /// child is not reaped yet, so its pid is still ours.
+    fn continue_if_paused(&mut self, id: i32, child: &Child) {
+        if self.paused.remove(&id) {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = signal::kill(Pid::from_raw(pid), Signal::SIGCONT);
+            }
+        }
+    }
+
     /// SIGTERM to each of `ids` that runs, then waits for all of them together.
     fn terminate_all(&mut self, ids: &[i32]) -> Vec<(i32, ExitStatus)> {
         let mut stopping: Vec<(i32, Child)> = ids
             .iter()
             .filter_map(|id| self.children.remove(id).map(|c| (*id, c)))
             .collect();
-        for (_, child) in &stopping {
+        for (id, child) in &stopping {
             if let Ok(pid) = i32::try_from(child.id()) {
                 // Fails only when the process is gone already, which the wait below sees.
                 let _ = signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
+            // A paused node would hold the SIGTERM until continued.
+            self.continue_if_paused(*id, child);
         }
         let deadline = Instant::now() + TERMINATE_TIMEOUT;
         let mut out = Vec::new();
@@ -869,7 +972,13 @@ impl Drop for LocalCluster {
         for child in self.children.values_mut() {
             let _ = child.kill();
         }
-        for child in self.children.values_mut() {
+        // SIGKILL ends stopped processes too; continuing them as well leaves no process
+        // stopped even if the kill failed.
+        let children = std::mem::take(&mut self.children);
+        for (id, child) in &children {
+            self.continue_if_paused(*id, child);
+        }
+        for (_, mut child) in children {
             let _ = child.wait();
         }
     }

@@ -18,6 +18,7 @@
 //!   local cluster it starts itself.
 //! - [`throttle`]: the send schedule behind `perf produce --throughput`.
 //! - [`stats`]: latency histogram, progress lines and summaries.
+//! - `log dump` (in the library, `isthmus_ops::log_dump`): a partition folder's batches.
 
 mod admin;
 mod client;
@@ -53,6 +54,7 @@ use crate::client::{ClientOpts, Property};
   isthmusctl quorum status
   isthmusctl cluster describe
   isthmusctl cluster local --dir /tmp/stretch
+  isthmusctl log dump --dir /var/lib/isthmus/data/orders-0
   isthmusctl -b broker-a:9092 perf produce --topic bench --num-records 100000 --record-size 1024 --throughput -1
   isthmusctl --command-config security.protocol=SASL_SSL --command-config client.properties topics list
 
@@ -121,6 +123,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cluster::ClusterCmd,
     },
+    /// Read a partition's segment files on this machine (like kafka-dump-log).
+    Log {
+        #[command(subcommand)]
+        cmd: isthmus_ops::log_dump::LogCmd,
+    },
 }
 
 /// `KEY=VALUE` is one property; anything else is read as a properties file, so the
@@ -172,6 +179,7 @@ async fn main() -> ExitCode {
         Cmd::Perf { cmd } => perf::run(opts, cmd).await,
         Cmd::Quorum { cmd } => quorum::run(opts, cmd).await,
         Cmd::Cluster { cmd } => cluster::run(opts, cmd).await,
+        Cmd::Log { cmd } => isthmus_ops::log_dump::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

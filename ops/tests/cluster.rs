@@ -22,10 +22,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::kafka::{admin, block, create_topics, partitions, PartitionView};
 use common::{cluster_base_port, ctl, free_port, isthmus_binary, wait_for};
 use isthmus_ops::local_cluster::{parse_sites, Layout, LocalCluster};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
@@ -76,76 +76,12 @@ fn start(controllers: &str, brokers: &str, combined: &str) -> (tempfile::TempDir
     (dir, cluster)
 }
 
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client")
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-/// Creates topics and returns each one's outcome (Ok or the Kafka error code).
-fn create_topics(
-    bootstrap: &str,
-    topics: &[NewTopic<'_>],
-) -> Vec<Result<String, RDKafkaErrorCode>> {
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    block(admin(bootstrap).create_topics(topics, &opts))
-        .expect("CreateTopics answered")
-        .into_iter()
-        .map(|r| r.map_err(|(_, code)| code))
-        .collect()
-}
-
 fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i32) {
     let outcome = create_topics(
         bootstrap,
         &[NewTopic::new(name, partitions, TopicReplication::Fixed(rf))],
     );
     assert_eq!(outcome, vec![Ok(name.to_string())]);
-}
-
-/// One partition as a broker's Metadata answer shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct PartitionView {
-    id: i32,
-    leader: i32,
-    replicas: Vec<i32>,
-    isr: Vec<i32>,
-}
-
-/// The partitions of `topic` from `bootstrap`'s Metadata, once every one has a leader.
-fn partitions(bootstrap: &str, topic: &str) -> Option<Vec<PartitionView>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .ok()?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .ok()?;
-    let t = md.topics().iter().find(|t| t.name() == topic)?;
-    if t.error().is_some() || t.partitions().is_empty() {
-        return None;
-    }
-    let mut out: Vec<PartitionView> = t
-        .partitions()
-        .iter()
-        .map(|p| PartitionView {
-            id: p.id(),
-            leader: p.leader(),
-            replicas: p.replicas().to_vec(),
-            isr: p.isr().to_vec(),
-        })
-        .collect();
-    out.sort_by_key(|p| p.id);
-    Some(out)
 }
 
 fn quorum_status(bootstrap: &str) -> Option<Value> {

@@ -3,8 +3,8 @@
 //! - Config generation, without processes: node ids, racks, unique ports, the voters
 //!   string, each node's TOML (parsed back), shared settings, refused layouts.
 //! - Real processes, what runs today: a combined one-node cluster through the library
-//!   (describe, kill, restart, terminate, a second start on the same folder) and through
-//!   the CLI (until SIGTERM).
+//!   (describe, kill, restart, terminate, pause and resume, a second start on the same
+//!   folder) and through the CLI (until SIGTERM).
 //! - The full default layout (3 controllers, 4 brokers on two sites), ignored until
 //!   broker-only and controller-only nodes and several voters run.
 
@@ -396,6 +396,127 @@ fn combined_node_starts_describes_restarts_and_keeps_its_identity() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("another layout"), "{err}");
+}
+
+/// The state letter of `/proc/<pid>/stat` ('T' when stopped by a signal).
+fn process_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+        .unwrap_or('?')
+}
+
+/// Sends an ApiVersions v0 request with correlation id `correlation` on `stream`.
+fn send_api_versions(stream: &mut std::net::TcpStream, correlation: i32) {
+    use std::io::Write;
+    let client = b"pause-test";
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
+    frame.extend_from_slice(&0i16.to_be_bytes());
+    frame.extend_from_slice(&correlation.to_be_bytes());
+    frame.extend_from_slice(&(client.len() as i16).to_be_bytes());
+    frame.extend_from_slice(client);
+    let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&frame);
+    stream.write_all(&out).expect("request written");
+}
+
+/// The correlation id of the next answer on `stream`, or `None` if none comes in time.
+fn read_correlation(stream: &mut std::net::TcpStream, limit: Duration) -> Option<i32> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut head = [0u8; 8];
+    stream.read_exact(&mut head).ok()?;
+    let size = i32::from_be_bytes(head[..4].try_into().unwrap());
+    let mut rest = vec![0u8; usize::try_from(size).ok()?.saturating_sub(4)];
+    stream.read_exact(&mut rest).ok()?;
+    Some(i32::from_be_bytes(head[4..].try_into().unwrap()))
+}
+
+#[test]
+fn a_paused_node_answers_nothing_until_resumed_and_is_never_left_stopped() {
+    let dir = temp_dir();
+    let layout = Layout {
+        base_port: base_port(),
+        ..Layout::combined(sites("east:1"))
+    };
+    let mut cluster = LocalCluster::start(&layout, dir.path(), &isthmus_binary())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = cluster.node(1).unwrap().client_addr.unwrap();
+    let pid = cluster.node(1).unwrap().pid.unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    send_api_versions(&mut stream, 1);
+    assert_eq!(
+        read_correlation(&mut stream, Duration::from_secs(10)),
+        Some(1)
+    );
+
+    // Paused: the process is stopped and a request waits in its socket, unanswered.
+    cluster.pause(1).unwrap();
+    assert!(cluster.is_paused(1));
+    assert!(
+        cluster.is_running(1),
+        "a paused node still counts as running"
+    );
+    cluster.pause(1).expect("pausing twice does nothing");
+    assert_eq!(process_state(pid), 'T');
+    send_api_versions(&mut stream, 2);
+    assert_eq!(read_correlation(&mut stream, Duration::from_secs(2)), None);
+
+    // Resumed: it runs again and answers what was queued.
+    cluster.resume(1).unwrap();
+    assert!(!cluster.is_paused(1));
+    cluster
+        .resume(1)
+        .expect("resuming a running node does nothing");
+    assert_ne!(process_state(pid), 'T');
+    assert_eq!(
+        read_correlation(&mut stream, Duration::from_secs(10)),
+        Some(2)
+    );
+    drop(stream);
+
+    // Terminating a paused node continues it, so it stops cleanly, not after the SIGKILL
+    // deadline.
+    cluster.pause(1).unwrap();
+    let asked = Instant::now();
+    let status = cluster.terminate(1).unwrap().expect("was running");
+    assert!(status.success(), "{status}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(!cluster.is_paused(1));
+    assert!(matches!(
+        cluster.pause(1),
+        Err(LocalClusterError::NotRunning { id: 1, .. })
+    ));
+    assert!(matches!(
+        cluster.pause(9),
+        Err(LocalClusterError::UnknownNode(9))
+    ));
+
+    // stop_all continues a paused node too.
+    cluster.restart(1).unwrap_or_else(|e| panic!("{e}"));
+    cluster.pause(1).unwrap();
+    let stopped = cluster.stop_all();
+    assert_eq!(stopped.len(), 1);
+    assert!(stopped[0].1.success(), "{stopped:?}");
+
+    // A kill ends a paused node; so does dropping the cluster.
+    cluster.restart(1).unwrap_or_else(|e| panic!("{e}"));
+    cluster.pause(1).unwrap();
+    cluster.kill(1).unwrap();
+    assert!(!cluster.is_paused(1));
+    cluster.restart(1).unwrap_or_else(|e| panic!("{e}"));
+    let pid = cluster.node(1).unwrap().pid.unwrap();
+    cluster.pause(1).unwrap();
+    drop(cluster);
+    assert!(
+        !process_alive(pid as i32),
+        "paused node {pid} outlived the cluster"
+    );
 }
 
 /// `isthmusctl cluster local` as a child; Drop stops it (SIGTERM, then SIGKILL) and kills

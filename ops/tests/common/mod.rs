@@ -4,7 +4,11 @@
 //!   (`broker/tests/common/mod.rs`, included here), which finds the `isthmus` binary in
 //!   the same target folder: build the workspace first.
 //! - [`ctl`]: runs `isthmusctl` against a broker with a time limit and captures its output.
+//! - [`kafka`]: a local cluster for a test ([`kafka::TestCluster`]), topic creation,
+//!   Metadata views and `log dump` of replica folders, through librdkafka and `isthmusctl`.
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod kafka;
 
 #[path = "../../../broker/tests/common/mod.rs"]
 mod broker;
