@@ -406,6 +406,19 @@ fn process_state(pid: u32) -> char {
         .unwrap_or('?')
 }
 
+/// The process state once `settled` holds, or the last one seen after 5 s: signals are
+/// delivered asynchronously, so /proc may still show the old state for a moment.
+fn settled_state(pid: u32, settled: impl Fn(char) -> bool) -> char {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = process_state(pid);
+        if settled(state) || std::time::Instant::now() >= deadline {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sends an ApiVersions v0 request with correlation id `correlation` on `stream`.
 fn send_api_versions(stream: &mut std::net::TcpStream, correlation: i32) {
     use std::io::Write;
@@ -459,7 +472,7 @@ fn a_paused_node_answers_nothing_until_resumed_and_is_never_left_stopped() {
         "a paused node still counts as running"
     );
     cluster.pause(1).expect("pausing twice does nothing");
-    assert_eq!(process_state(pid), 'T');
+    assert_eq!(settled_state(pid, |s| s == 'T'), 'T');
     send_api_versions(&mut stream, 2);
     assert_eq!(read_correlation(&mut stream, Duration::from_secs(2)), None);
 
@@ -469,7 +482,7 @@ fn a_paused_node_answers_nothing_until_resumed_and_is_never_left_stopped() {
     cluster
         .resume(1)
         .expect("resuming a running node does nothing");
-    assert_ne!(process_state(pid), 'T');
+    assert_ne!(settled_state(pid, |s| s != 'T'), 'T');
     assert_eq!(
         read_correlation(&mut stream, Duration::from_secs(10)),
         Some(2)

@@ -859,7 +859,6 @@ fn a_leader_cut_off_truncates_what_never_reached_the_isr() {
 }
 
 #[test]
-#[ignore = "follower fetching (KIP-392) not built yet"]
 fn a_consumer_in_rack_b_reads_from_the_replica_in_rack_b() {
     const TOPIC: &str = "racked";
     const RECORDS: usize = 100;
