@@ -10,6 +10,41 @@ use crate::broker::{now_ms, Broker};
 /// How often group join phases and sessions are checked: the resolution of every group timeout.
 pub const GROUP_TICK_MS: u64 = 100;
 
+/// How often the replication gauges are looked at (and logged when they change).
+const HEALTH_CHECK_MS: u64 = 10_000;
+
+/// Logs the replication gauges when under-replicated, under-min-ISR or offline counts
+/// change (until a metrics endpoint exposes them); returns the counts logged.
+fn log_replication_health(broker: &Broker, last: (usize, usize, usize)) -> (usize, usize, usize) {
+    let s = broker
+        .replication_stats
+        .snapshot(&broker.replicas.all_partitions(), now_ms());
+    let now = (s.under_replicated, s.under_min_isr, s.offline);
+    if now != last {
+        if now == (0, 0, 0) {
+            tracing::info!(
+                led = s.led,
+                isr_shrinks = s.isr_shrinks,
+                isr_expands = s.isr_expands,
+                "every partition this broker leads is fully replicated again"
+            );
+        } else {
+            tracing::warn!(
+                led = s.led,
+                under_replicated = s.under_replicated,
+                under_min_isr = s.under_min_isr,
+                offline = s.offline,
+                max_follower_lag_records = s.max_follower_lag_records,
+                max_follower_lag_ms = s.max_follower_lag_ms,
+                isr_shrinks = s.isr_shrinks,
+                isr_expands = s.isr_expands,
+                "replication health changed"
+            );
+        }
+    }
+    now
+}
+
 /// Kafka's `log.flush.offset.checkpoint.interval.ms` default.
 pub const CHECKPOINT_INTERVAL_MS: u64 = 60_000;
 
@@ -25,6 +60,8 @@ pub async fn run(broker: Arc<Broker>) {
             .max(1) as u64,
     );
     let mut groups = ticker(GROUP_TICK_MS);
+    let mut health = ticker(HEALTH_CHECK_MS);
+    let mut last_health = (0, 0, 0);
     let cleaner_enabled = broker.node.settings.bool("log.cleaner.enable");
     let mut cleaner = ticker(
         broker
@@ -48,6 +85,7 @@ pub async fn run(broker: Arc<Broker>) {
             _ = checkpoint.tick() => blocking(&broker, write_checkpoints).await,
             _ = hw_checkpoint.tick() => blocking(&broker, write_hw_checkpoints).await,
             _ = groups.tick() => broker.groups.tick(&broker),
+            _ = health.tick() => last_health = log_replication_health(&broker, last_health),
             _ = cleaner.tick(), if cleaner_enabled => blocking(&broker, compact).await,
             _ = offsets_expiry.tick() => blocking(&broker, |b| b.groups.expire_offsets(b)).await,
         }

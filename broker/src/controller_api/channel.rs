@@ -103,32 +103,47 @@ impl ControllerChannel {
         let correlation_id = self.correlation.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(api_key, version, correlation_id, &self.client_id, request)?;
         stream.write_all(&frame).await.map_err(|e| e.to_string())?;
-        let mut prefix = [0u8; 4];
-        stream
-            .read_exact(&mut prefix)
+        read_response(stream, api_key, version, correlation_id, RESPONSE_BYTES_MAX)
             .await
-            .map_err(|e| format!("reading the controller's answer: {e}"))?;
-        let len = i32::from_be_bytes(prefix);
-        if len < 4 || len as usize > RESPONSE_BYTES_MAX {
-            return Err(format!("controller answered with a frame of {len} bytes"));
-        }
-        let mut body = vec![0u8; len as usize];
-        stream
-            .read_exact(&mut body)
-            .await
-            .map_err(|e| format!("reading the controller's answer: {e}"))?;
-        let mut body = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))
-            .map_err(|e| format!("decoding the controller's response header: {e}"))?;
-        if header.correlation_id != correlation_id {
-            return Err(format!(
-                "controller answered correlation id {} to request {correlation_id}",
-                header.correlation_id
-            ));
-        }
-        ResponseKind::decode(api_key, &mut body, version)
-            .map_err(|e| format!("decoding the controller's response: {e}"))
+            .map_err(|e| format!("the controller's answer: {e}"))
     }
+}
+
+/// Reads the answer to request `correlation_id` (`api_key` v`version`) from `stream`,
+/// refusing a frame above `max_frame` bytes before allocating for it.
+pub async fn read_response(
+    stream: &mut TcpStream,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    max_frame: usize,
+) -> Result<ResponseKind, String> {
+    let mut prefix = [0u8; 4];
+    stream
+        .read_exact(&mut prefix)
+        .await
+        .map_err(|e| format!("reading: {e}"))?;
+    let len = i32::from_be_bytes(prefix);
+    if len < 4 || len as usize > max_frame {
+        return Err(format!(
+            "a frame of {len} bytes (at most {max_frame} accepted)"
+        ));
+    }
+    let mut body = vec![0u8; len as usize];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| format!("reading: {e}"))?;
+    let mut body = Bytes::from(body);
+    let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))
+        .map_err(|e| format!("decoding the response header: {e}"))?;
+    if header.correlation_id != correlation_id {
+        return Err(format!(
+            "correlation id {} in the answer to request {correlation_id}",
+            header.correlation_id
+        ));
+    }
+    ResponseKind::decode(api_key, &mut body, version).map_err(|e| format!("decoding: {e}"))
 }
 
 /// A request frame, size prefix included.

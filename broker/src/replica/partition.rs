@@ -238,7 +238,8 @@ impl Partition {
         if page_cache && end_offset > self.sync_barrier.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.wait_for(&self.durable_end, end_offset).await
+        self.wait_for(&self.durable_end, end_offset, || Ok(()))
+            .await
     }
 
     /// Resolves once the high watermark has reached `end_offset`, i.e. every ISR member
@@ -270,30 +271,17 @@ impl Partition {
     }
 
     async fn wait_replicated(&self, end_offset: i64, epoch: i32) -> Result<(), BrokerError> {
-        let mut rx = self.high_watermark.subscribe();
-        loop {
-            if self.failed.load(Ordering::Acquire) {
-                return Err(BrokerError::kafka(
-                    ResponseError::KafkaStorageError,
-                    "partition failed while the write was pending",
-                ));
-            }
-            if !self.leads_epoch(epoch) {
-                return Err(BrokerError::kafka(
+        self.wait_for(&self.high_watermark, end_offset, || {
+            if self.leads_epoch(epoch) {
+                Ok(())
+            } else {
+                Err(BrokerError::kafka(
                     ResponseError::NotLeaderOrFollower,
                     "this broker stopped leading the partition while the write was pending",
-                ));
+                ))
             }
-            if *rx.borrow_and_update() >= end_offset {
-                return Ok(());
-            }
-            if rx.changed().await.is_err() {
-                return Err(BrokerError::kafka(
-                    ResponseError::NotLeaderOrFollower,
-                    "partition closed",
-                ));
-            }
-        }
+        })
+        .await
     }
 
     /// Whether this replica still follows `leader` in `leader_epoch` (a replica fetcher
@@ -318,6 +306,20 @@ impl Partition {
             .filter(|(_, end)| *end >= fetch_offset)
             .max_by_key(|(r, end)| (*end, -*r))
             .map(|(r, _)| r)
+    }
+
+    /// Following nobody: the image names no leader.
+    pub fn is_leaderless(&self) -> bool {
+        matches!(&*self.role.lock(), Role::Follower { leader, .. } if *leader < 0)
+    }
+
+    /// While leading: (ISR size, replica count, follower lag in records, in ms).
+    pub fn leader_health(&self, now_ms: i64) -> Option<(usize, usize, i64, i64)> {
+        let end = self.log_end_offset();
+        let role = self.role.lock();
+        let Role::Leader(l) = &*role else { return None };
+        let (records, ms) = l.follower_lag(end, now_ms);
+        Some((l.isr.len(), l.replicas.len(), records, ms))
     }
 
     /// Logs the first consumer read served here as a follower (then only counted).
@@ -586,10 +588,13 @@ impl Partition {
         self.with_log(|log| Ok(log.latest_epoch())).ok().flatten()
     }
 
+    /// Resolves once `channel` reaches `end_offset`; fails when the partition fails or
+    /// closes, or when `still_valid` (checked on every change) says the wait is moot.
     async fn wait_for(
         &self,
         channel: &watch::Sender<i64>,
         end_offset: i64,
+        still_valid: impl Fn() -> Result<(), BrokerError>,
     ) -> Result<(), BrokerError> {
         let mut rx = channel.subscribe();
         loop {
@@ -599,6 +604,7 @@ impl Partition {
                     "partition failed while the write was pending",
                 ));
             }
+            still_valid()?;
             if *rx.borrow_and_update() >= end_offset {
                 return Ok(());
             }

@@ -5,13 +5,11 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::Decodable;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::controller_api::channel::encode_request;
+use crate::controller_api::channel::{encode_request, read_response};
 
 const CONNECT_TIMEOUT_MS: u64 = 3_000;
 
@@ -74,33 +72,13 @@ impl PeerConnection {
             .write_all(&frame)
             .await
             .map_err(|e| format!("sending: {e}"))?;
-        let mut prefix = [0u8; 4];
-        self.stream
-            .read_exact(&mut prefix)
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?;
-        let len = i32::from_be_bytes(prefix);
-        if len < 4 || len as usize > self.max_frame {
-            return Err(format!(
-                "answer frame of {len} bytes (at most {} accepted)",
-                self.max_frame
-            ));
-        }
-        let mut body = vec![0u8; len as usize];
-        self.stream
-            .read_exact(&mut body)
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?;
-        let mut body = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))
-            .map_err(|e| format!("decoding the response header: {e}"))?;
-        if header.correlation_id != correlation_id {
-            return Err(format!(
-                "answer to correlation id {} for request {correlation_id}",
-                header.correlation_id
-            ));
-        }
-        ResponseKind::decode(api_key, &mut body, version)
-            .map_err(|e| format!("decoding the response: {e}"))
+        read_response(
+            &mut self.stream,
+            api_key,
+            version,
+            correlation_id,
+            self.max_frame,
+        )
+        .await
     }
 }

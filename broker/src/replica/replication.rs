@@ -247,6 +247,22 @@ impl LeaderState {
     pub fn under_replicated(&self) -> bool {
         self.isr.len() < self.replicas.len()
     }
+
+    /// The furthest-behind follower: (records behind `leader_end`, ms since it was
+    /// caught up); followers not heard from in this epoch count from the epoch start.
+    pub fn follower_lag(&self, leader_end: i64, now_ms: i64) -> (i64, i64) {
+        self.followers.values().fold((0, 0), |(records, ms), f| {
+            let end = if f.log_end_offset >= 0 {
+                f.log_end_offset
+            } else {
+                self.epoch_start_offset
+            };
+            (
+                records.max(leader_end - end),
+                ms.max(now_ms - f.last_caught_up_ms.max(0)),
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +350,18 @@ mod tests {
         let mut fresh = LeaderState::new(1, 6, 12, &[1, 2], &[1], 200, 2_000);
         fresh.on_follower_fetch(2, 150, 7, 200, 2_010);
         assert_eq!(fresh.caught_up(150), Vec::<i32>::new());
+    }
+
+    #[test]
+    fn follower_lag_is_the_furthest_behind() {
+        let mut l = leader();
+        // Not heard from yet: behind by everything since the epoch start.
+        assert_eq!(l.follower_lag(150, 1_500), (50, 500));
+        l.on_follower_fetch(2, 150, 7, 150, 1_600);
+        l.on_follower_fetch(3, 120, 8, 150, 1_600);
+        assert_eq!(l.follower_lag(150, 2_000), (30, 1_000));
+        l.on_follower_fetch(3, 150, 8, 150, 2_100);
+        assert_eq!(l.follower_lag(150, 2_200), (0, 600));
     }
 
     #[test]
