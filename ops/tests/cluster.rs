@@ -350,7 +350,21 @@ fn killing_a_broker_moves_leaders_and_clients_follow_then_it_comes_back() {
         tpl.add_partition_offset(topic, p, Offset::End).unwrap();
     }
     consumer.assign(&tpl).unwrap();
-    thread::sleep(Duration::from_secs(1));
+    // "End" must be resolved before the failover, or the consumer may start after the
+    // records this test sends once the new leaders are in place.
+    wait_for(
+        "the consumer's positions at the log end",
+        Duration::from_secs(30),
+        || {
+            let _ = consumer.poll(Duration::from_millis(100));
+            let positions = consumer.position().ok()?;
+            positions
+                .elements()
+                .iter()
+                .all(|e| matches!(e.offset(), Offset::Offset(_)))
+                .then_some(())
+        },
+    );
 
     // The broker leading the most partitions dies.
     let mut led: BTreeMap<i32, usize> = BTreeMap::new();

@@ -66,6 +66,8 @@ pub struct LeaderState {
     /// has everything of earlier epochs.
     pub epoch_start_offset: i64,
     pub followers: BTreeMap<i32, FollowerProgress>,
+    /// When this leader epoch began here: lag is counted from then at the most.
+    pub since_ms: i64,
 }
 
 impl LeaderState {
@@ -92,6 +94,7 @@ impl LeaderState {
             pending: None,
             epoch_start_offset,
             followers,
+            since_ms: now_ms,
         }
     }
 
@@ -259,7 +262,7 @@ impl LeaderState {
             };
             (
                 records.max(leader_end - end),
-                ms.max(now_ms - f.last_caught_up_ms.max(0)),
+                ms.max(now_ms - f.last_caught_up_ms.max(self.since_ms)),
             )
         })
     }
@@ -357,6 +360,9 @@ mod tests {
         let mut l = leader();
         // Not heard from yet: behind by everything since the epoch start.
         assert_eq!(l.follower_lag(150, 1_500), (50, 500));
+        // Outside the ISR and never caught up: counted from when this epoch began.
+        let outside = LeaderState::new(1, 5, 10, &[1, 2], &[1], 100, 1_000);
+        assert_eq!(outside.follower_lag(100, 4_000), (0, 3_000));
         l.on_follower_fetch(2, 150, 7, 150, 1_600);
         l.on_follower_fetch(3, 120, 8, 150, 1_600);
         assert_eq!(l.follower_lag(150, 2_000), (30, 1_000));
