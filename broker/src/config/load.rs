@@ -751,6 +751,19 @@ mod tests {
                 ],
                 &["must be below broker.session.timeout.ms"],
             ),
+            (
+                &[
+                    "--replica.fetch.wait.max.ms",
+                    "30000",
+                    "--replica.lag.time.max.ms",
+                    "30000",
+                ],
+                &["must be below replica.lag.time.max.ms"],
+            ),
+            (
+                &["--replica.selector.class", "com.example.Nearest"],
+                &["replica.selector.class", "RackAwareReplicaSelector"],
+            ),
             (&["--process.roles", "witness"], &["process.roles", "broker,controller"]),
             (
                 &["--controller.quorum.voters", "2@127.0.0.1:9093"],
