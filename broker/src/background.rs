@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::{now_ms, Broker};
+use crate::replica::stats::ThrottleCounters;
 
 /// How often group join phases and sessions are checked: the resolution of every group timeout.
 pub const GROUP_TICK_MS: u64 = 100;
@@ -13,14 +14,24 @@ pub const GROUP_TICK_MS: u64 = 100;
 /// How often the replication gauges are looked at (and logged when they change).
 const HEALTH_CHECK_MS: u64 = 10_000;
 
+/// What the last replication health check saw.
+#[derive(Default)]
+struct HealthSeen {
+    /// Under-replicated, under-min-ISR, offline.
+    counts: (usize, usize, usize),
+    throttles: ThrottleCounters,
+}
+
 /// Logs the replication gauges when under-replicated, under-min-ISR or offline counts
-/// change (until a metrics endpoint exposes them); returns the counts logged.
-fn log_replication_health(broker: &Broker, last: (usize, usize, usize)) -> (usize, usize, usize) {
+/// change, and the replication throttle counters when the quotas held partitions back
+/// since the last check (until a metrics endpoint exposes them).
+fn log_replication_health(broker: &Broker, last: &mut HealthSeen) {
     let s = broker
         .replication_stats
         .snapshot(&broker.replicas.all_partitions(), now_ms());
     let now = (s.under_replicated, s.under_min_isr, s.offline);
-    if now != last {
+    let t = s.throttles;
+    if now != last.counts {
         if now == (0, 0, 0) {
             tracing::info!(
                 led = s.led,
@@ -38,11 +49,26 @@ fn log_replication_health(broker: &Broker, last: (usize, usize, usize)) -> (usiz
                 max_follower_lag_ms = s.max_follower_lag_ms,
                 isr_shrinks = s.isr_shrinks,
                 isr_expands = s.isr_expands,
+                leader_throttled_bytes = t.leader_bytes,
+                follower_throttled_bytes = t.follower_bytes,
                 "replication health changed"
             );
         }
     }
-    now
+    let seen = last.throttles;
+    if t.leader_holds != seen.leader_holds || t.follower_holds != seen.follower_holds {
+        tracing::info!(
+            leader_held = t.leader_holds - seen.leader_holds,
+            follower_held = t.follower_holds - seen.follower_holds,
+            leader_throttled_bytes = t.leader_bytes,
+            follower_throttled_bytes = t.follower_bytes,
+            leader_rate = broker.replication_quotas.leader.bound(),
+            follower_rate = broker.replication_quotas.follower.bound(),
+            "replication throttled: partitions held back by the replication quotas since the last check (KIP-73)"
+        );
+    }
+    last.counts = now;
+    last.throttles = t;
 }
 
 /// Kafka's `log.flush.offset.checkpoint.interval.ms` default.
@@ -61,7 +87,7 @@ pub async fn run(broker: Arc<Broker>) {
     );
     let mut groups = ticker(GROUP_TICK_MS);
     let mut health = ticker(HEALTH_CHECK_MS);
-    let mut last_health = (0, 0, 0);
+    let mut last_health = HealthSeen::default();
     let cleaner_enabled = broker.node.settings.bool("log.cleaner.enable");
     let mut cleaner = ticker(
         broker
@@ -85,7 +111,7 @@ pub async fn run(broker: Arc<Broker>) {
             _ = checkpoint.tick() => blocking(&broker, write_checkpoints).await,
             _ = hw_checkpoint.tick() => blocking(&broker, write_hw_checkpoints).await,
             _ = groups.tick() => broker.groups.tick(&broker),
-            _ = health.tick() => last_health = log_replication_health(&broker, last_health),
+            _ = health.tick() => log_replication_health(&broker, &mut last_health),
             _ = cleaner.tick(), if cleaner_enabled => blocking(&broker, compact).await,
             _ = offsets_expiry.tick() => blocking(&broker, |b| b.groups.expire_offsets(b)).await,
         }

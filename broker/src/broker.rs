@@ -36,6 +36,8 @@ pub struct Broker {
     /// Wakes the ISR upkeep (`isr::run`) when a follower caught up.
     pub isr_wakeup: tokio::sync::Notify,
     pub replication_stats: crate::replica::stats::ReplicationStats,
+    /// `leader/follower.replication.throttled.rate` (KIP-73), set from the settings in force.
+    pub replication_quotas: crate::replica::quota::ReplicationQuotas,
     /// Serialises this node's admin changes (validation against the current view, then the
     /// proposal), so two requests never validate against the same view.
     pub(crate) admin: tokio::sync::Mutex<()>,
@@ -164,6 +166,8 @@ impl Broker {
                 .unwrap_or_else(|_| vec![Assignor::Uniform]),
             },
         });
+        let replication_quotas = crate::replica::quota::ReplicationQuotas::default();
+        replication_quotas.configure(&settings);
         Ok(Arc::new(Broker {
             node,
             settings: RwLock::new(settings),
@@ -176,6 +180,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             isr_wakeup: tokio::sync::Notify::new(),
             replication_stats: Default::default(),
+            replication_quotas,
             admin: tokio::sync::Mutex::new(()),
             _dir_locks: dir_locks,
         }))
@@ -217,7 +222,9 @@ impl Broker {
     /// Installs a new set of dynamic broker settings (committed to the quorum) on top of the
     /// node's static ones, so removing an override restores the static value.
     fn set_dynamic_settings(&self, dynamic: &BTreeMap<String, String>) {
-        *self.settings.write() = with_dynamic(&self.node.settings, dynamic);
+        let settings = with_dynamic(&self.node.settings, dynamic);
+        self.replication_quotas.configure(&settings);
+        *self.settings.write() = settings;
     }
 
     /// The host and port clients should use for this node.

@@ -160,7 +160,17 @@ pub static APIS: &[Api] = &[
     Api {
         key: ApiKey::ElectLeaders,
         versions: versions(0, 2),
-        handler: handlers::elect_leaders::handle,
+        handler: handlers::forwarded::elect_leaders,
+    },
+    Api {
+        key: ApiKey::AlterPartitionReassignments,
+        versions: versions(0, 1),
+        handler: handlers::forwarded::alter_partition_reassignments,
+    },
+    Api {
+        key: ApiKey::ListPartitionReassignments,
+        versions: versions(0, 0),
+        handler: handlers::forwarded::list_partition_reassignments,
     },
     Api {
         key: ApiKey::DescribeQuorum,

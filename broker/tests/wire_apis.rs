@@ -480,3 +480,148 @@ fn admin_requests_validate_only_ids_and_dynamic_configs() {
     assert_eq!(w.call(1, &set(1, None)).responses[0].error_code, 0);
     assert_eq!(retention(&mut w), (Some("604800000".to_string()), 5));
 }
+
+/// Replication throttles (KIP-73): the topic lists accept only empty, `*` or
+/// `partition:broker` pairs, refused otherwise with INVALID_CONFIG through CreateTopics,
+/// AlterConfigs and IncrementalAlterConfigs; the rates are dynamic broker settings.
+#[test]
+fn replication_throttle_configs_are_validated() {
+    let broker = TestBroker::start(&[]);
+    let mut w = Wire::connect(&broker.bootstrap());
+    const LEADER: &str = "leader.replication.throttled.replicas";
+    const FOLLOWER: &str = "follower.replication.throttled.replicas";
+
+    let r = create(&mut w, "throttle-bad", 1, &[(LEADER, "0-1")], false);
+    assert_eq!(r.error_code, ResponseError::InvalidConfig.code());
+    let message = r.error_message.map(|m| m.to_string()).unwrap_or_default();
+    assert!(
+        message.contains(LEADER) && message.contains("partitionId:brokerId"),
+        "{message}"
+    );
+    let r = create(&mut w, "throttle-bad", 1, &[(FOLLOWER, "*,0:1")], false);
+    assert_eq!(r.error_code, ResponseError::InvalidConfig.code());
+    let r = create(
+        &mut w,
+        "throttled",
+        2,
+        &[(LEADER, "0:1, 1:1"), (FOLLOWER, "*")],
+        false,
+    );
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+
+    let alter_topic = |op: i8, key: &str, value: &str| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(text("throttled"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(text(key))
+                    .with_config_operation(op)
+                    .with_value(Some(text(value)))]),
+        ])
+    };
+    let r = w.call(1, &alter_topic(0, LEADER, "all"));
+    assert_eq!(
+        r.responses[0].error_code,
+        ResponseError::InvalidConfig.code()
+    );
+    assert!(r.responses[0]
+        .error_message
+        .as_ref()
+        .is_some_and(|m| m.contains("partitionId:brokerId")));
+    // APPEND keeps the list valid or is refused.
+    assert_eq!(
+        w.call(1, &alter_topic(2, LEADER, "1:2")).responses[0].error_code,
+        0
+    );
+    assert_eq!(
+        w.call(1, &alter_topic(2, FOLLOWER, "0:1")).responses[0].error_code,
+        ResponseError::InvalidConfig.code(),
+        "'*,0:1' is not a valid list"
+    );
+    // Legacy AlterConfigs validates the same way.
+    let legacy = |value: &str| {
+        AlterConfigsRequest::default().with_resources(vec![
+            alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(text("throttled"))
+                .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                    .with_name(text(FOLLOWER))
+                    .with_value(Some(text(value)))]),
+        ])
+    };
+    assert_eq!(
+        w.call(1, &legacy("0:x")).responses[0].error_code,
+        ResponseError::InvalidConfig.code()
+    );
+
+    let describe = |w: &mut Wire, resource_type: i8, name: &str, key: &str| {
+        let r = w.call(
+            4,
+            &DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(text(name))
+                    .with_configuration_keys(Some(vec![text(key)])),
+            ]),
+        );
+        let c = &r.results[0].configs[0];
+        (c.value.as_ref().map(|v| v.to_string()), c.config_source)
+    };
+    assert_eq!(
+        describe(&mut w, 2, "throttled", LEADER),
+        (Some("0:1,1:1,1:2".to_string()), 1)
+    );
+    assert_eq!(
+        describe(&mut w, 2, "throttled", FOLLOWER).0.as_deref(),
+        Some("*")
+    );
+    assert_eq!(create(&mut w, "unthrottled", 1, &[], false).error_code, 0);
+    assert_eq!(
+        describe(&mut w, 2, "unthrottled", LEADER),
+        (Some(String::new()), 5),
+        "empty by default"
+    );
+
+    // The rates: dynamic, per broker id or cluster default, LONG from 0.
+    let rate = |name: &str, value: &str| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(text(name))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(text("leader.replication.throttled.rate"))
+                    .with_config_operation(0)
+                    .with_value(Some(text(value)))]),
+        ])
+    };
+    assert_eq!(
+        describe(&mut w, 4, "1", "leader.replication.throttled.rate")
+            .0
+            .as_deref(),
+        Some("9223372036854775807")
+    );
+    assert_eq!(
+        w.call(1, &rate("1", "-1")).responses[0].error_code,
+        ResponseError::InvalidConfig.code()
+    );
+    assert_eq!(w.call(1, &rate("1", "1048576")).responses[0].error_code, 0);
+    assert_eq!(
+        describe(&mut w, 4, "1", "leader.replication.throttled.rate")
+            .0
+            .as_deref(),
+        Some("1048576")
+    );
+    assert_eq!(w.call(1, &rate("", "0")).responses[0].error_code, 0);
+    assert_eq!(
+        describe(&mut w, 4, "", "leader.replication.throttled.rate")
+            .0
+            .as_deref(),
+        Some("0")
+    );
+    let log = std::fs::read_to_string(broker.log_path()).unwrap_or_default();
+    assert!(
+        log.contains("replication throttle rates"),
+        "the broker logs rate changes"
+    );
+}

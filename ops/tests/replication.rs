@@ -11,6 +11,9 @@
 //! - a leader cut off from its followers (SIGSTOP) after taking acks=1 records they never
 //!   fetched: a follower takes over, and when the old leader comes back it truncates those
 //!   records by leader epoch and ends up identical to the new leader;
+//! - replication throttles (KIP-73): at a leader (then follower) replication rate of 0 an
+//!   in-sync follower still replicates, an out-of-sync one gets nothing until the rate is
+//!   raised, then catches up and rejoins the ISR;
 //! - (ignored until built) a consumer with `client.rack=b` is served by the replica in
 //!   rack b (KIP-392, `replica.selector.class`).
 //!
@@ -30,6 +33,11 @@
 //!   before fetching, as Kafka's followers do (`OffsetForLeaderEpoch`);
 //! - acks=all with an ISR smaller than `min.insync.replicas` is refused before appending,
 //!   with NOT_ENOUGH_REPLICAS (19);
+//! - `leader/follower.replication.throttled.rate` (dynamic broker settings) and
+//!   `leader/follower.replication.throttled.replicas` (topic) with Kafka's meanings, a rate
+//!   of 0 holding throttled replicas back entirely, and a broker that holds partitions back
+//!   logging a line containing "replication throttled" and `leader_held=N` /
+//!   `follower_held=N` within about 10 s;
 //! - for the ignored test: a replica that answers a consumer's Fetch as a follower logs a
 //!   line containing "served a consumer fetch as follower".
 //!
@@ -45,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{create_topics, log_dump, partitions, PartitionView, TestCluster};
 use isthmus_ops::log_dump::{BatchSummary, Dump, DumpEnd};
-use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::admin::{AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -950,4 +958,108 @@ fn a_consumer_in_rack_b_reads_from_the_replica_in_rack_b() {
             },
         );
     }
+}
+
+/// Sets one dynamic setting of broker `id` (AlterConfigs, sent to that broker as
+/// librdkafka does for broker resources; it replaces the broker's other dynamic settings).
+fn set_broker_config(bootstrap: &str, id: i32, key: &str, value: &str) {
+    let config = AlterConfig::new(ResourceSpecifier::Broker(id)).set(key, value);
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let results =
+        common::kafka::block(common::kafka::admin(bootstrap).alter_configs([&config], &opts))
+            .expect("AlterConfigs answered");
+    assert!(
+        results.iter().all(Result::is_ok),
+        "setting {key}={value} on broker {id}: {results:?}"
+    );
+}
+
+/// KIP-73, each side in turn on a topic whose `leader.replication.throttled.replicas` and
+/// `follower.replication.throttled.replicas` are `*`: with the side's rate at 0 an in-sync
+/// follower keeps replicating (acks=all works), but a follower that fell out of the ISR
+/// gets nothing: the broker throttling it (the leader, then the follower itself) logs that
+/// it held the partition back and the follower stays out of the ISR, until the rate is
+/// raised (no restart) and it catches up and rejoins.
+#[test]
+fn a_zero_replication_rate_holds_back_an_out_of_sync_follower_until_raised() {
+    const TOPIC: &str = "throttled";
+    const RECORDS: usize = 200;
+    let mut cluster = TestCluster::start(TEMP_PREFIX, "a:1", "a:2", &settings(&[]));
+    let bootstrap = cluster.bootstrap_servers();
+    create_topic(
+        &bootstrap,
+        NewTopic::new(TOPIC, 1, TopicReplication::Fixed(2))
+            .set("leader.replication.throttled.replicas", "*")
+            .set("follower.replication.throttled.replicas", "*"),
+    );
+    for side in ["leader", "follower"] {
+        let p = wait_full_isr(&bootstrap, TOPIC, "a leader and a full ISR").remove(0);
+        let leader = p.leader;
+        let follower = *p.replicas.iter().find(|r| **r != leader).unwrap();
+        let at_leader = cluster.bootstrap_of(&[leader]);
+        let rate = format!("{side}.replication.throttled.rate");
+        // Rates set for a broker id apply to the whole cluster for now; each broker is
+        // addressed as a tool that sets them per broker would.
+        let throttling = if side == "leader" { leader } else { follower };
+        set_broker_config(&cluster.bootstrap_of(&[throttling]), throttling, &rate, "0");
+        produce_one(&at_leader, TOPIC, "all", true, &format!("{side}-in-sync"))
+            .unwrap_or_else(|e| panic!("acks=all with the follower in sync at {rate}=0: {e}"));
+
+        cluster.kill(follower).unwrap();
+        wait_partitions(
+            &at_leader,
+            TOPIC,
+            &format!("the ISR to shrink to the leader {leader}"),
+            ISR_TIMEOUT,
+            |p| p.isr == [leader],
+        );
+        let values: Vec<String> = (0..RECORDS).map(|i| format!("{side}-behind-{i}")).collect();
+        produce_all(&at_leader, TOPIC, "1", &values);
+        cluster
+            .restart(follower)
+            .unwrap_or_else(|e| panic!("restarting broker {follower}: {e}"));
+
+        // The throttling broker reports holding the partition back (its health check runs
+        // every 10 s)...
+        let log_path = cluster.plan().log_path(throttling);
+        let held = format!("{side}_held=");
+        wait_until(
+            &format!("broker {throttling} to log that its {side} quota held a partition back"),
+            Duration::from_secs(45),
+            || {
+                let log = std::fs::read_to_string(&log_path).map_err(|e| e.to_string())?;
+                let line = log.lines().find(|l| {
+                    l.contains("replication throttled") && !l.contains(&format!("{held}0 "))
+                });
+                match line {
+                    Some(line) => {
+                        eprintln!("{line}");
+                        Ok(())
+                    }
+                    None => Err(format!("no 'replication throttled' line with {held} yet")),
+                }
+            },
+        );
+        // ...and the follower, alive and fetching, is still out of the ISR.
+        let p = partitions(&at_leader, TOPIC).expect("metadata").remove(0);
+        assert_eq!(
+            p.isr,
+            [leader],
+            "the follower got back into the ISR at {rate}=0: {p:?}"
+        );
+
+        set_broker_config(
+            &cluster.bootstrap_of(&[throttling]),
+            throttling,
+            &rate,
+            "104857600",
+        );
+        wait_full_isr(
+            &bootstrap,
+            TOPIC,
+            &format!("the follower back in the ISR once {rate} is raised"),
+        );
+    }
+    produce_one(&bootstrap, TOPIC, "all", true, "after")
+        .unwrap_or_else(|e| panic!("acks=all with the ISR back: {e}"));
 }

@@ -147,6 +147,8 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         ApiKey::BrokerRegistration => "BrokerRegistration",
         ApiKey::BrokerHeartbeat => "BrokerHeartbeat",
         ApiKey::AlterPartition => "AlterPartition",

@@ -17,6 +17,7 @@ use crate::controller::Controller;
 use crate::error::{ControllerError, RejectCode, Rejection};
 use crate::image::{MetadataImage, PartitionImage};
 use crate::leadership::{self, AlterPartitionOutcome, AlterPartitionRequest, ElectionResult};
+use crate::reassignment::{self, ReassignmentError, ReassignmentRequest};
 use crate::records::{BrokerRegistrationRecord, MetadataRecord};
 
 /// Records per proposal when one event touches many partitions (a broker leading
@@ -331,6 +332,63 @@ impl Controller {
         Ok(elections.results)
     }
 
+    /// AlterPartitionReassignments: starts, changes or cancels reassignments and
+    /// answers per partition once the changes are committed. A proposal refused because a
+    /// partition moved on meanwhile (an ISR change) is computed again from the newer image.
+    pub async fn alter_reassignments(
+        &self,
+        requests: Vec<ReassignmentRequest>,
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<((Uuid, i32), Result<(), ReassignmentError>)>, ControllerError> {
+        let mut image = self.leader_image()?;
+        let mut attempts = 0;
+        loop {
+            let plan = reassignment::alter_reassignments(
+                &image,
+                &requests,
+                allow_replication_factor_change,
+            );
+            let changed = plan.records.len();
+            match self.propose_chunked(plan.records).await {
+                Ok(_) => {
+                    if changed > 0 {
+                        tracing::info!(
+                            partitions = changed,
+                            "partition reassignments started, changed or cancelled"
+                        );
+                    }
+                    return Ok(plan.results);
+                }
+                Err(ControllerError::Rejected(r))
+                    if r.code == RejectCode::InvalidUpdateVersion && attempts < 5 =>
+                {
+                    attempts += 1;
+                    image = self.leader_image()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// ListPartitionReassignments, from the active controller's image so that an answer
+    /// follows every reassignment this controller has acknowledged.
+    pub fn list_reassignments(
+        &self,
+        targets: Option<&[(Uuid, i32)]>,
+    ) -> Result<Vec<ListedReassignment>, ControllerError> {
+        let image = self.leader_image()?;
+        Ok(reassignment::list_reassignments(&image, targets)
+            .into_iter()
+            .map(|(t, partition, p)| ListedReassignment {
+                topic: t.name.clone(),
+                partition,
+                replicas: p.replicas.clone(),
+                adding_replicas: p.adding_replicas.clone(),
+                removing_replicas: p.removing_replicas.clone(),
+            })
+            .collect())
+    }
+
     /// One pass of the leader's periodic broker work: fence expired sessions; when
     /// `rebalance`, move leadership back to preferred replicas.
     pub(crate) async fn tend_brokers(&self, rebalance: bool) {
@@ -366,6 +424,16 @@ impl Controller {
             }
         }
     }
+}
+
+/// One ongoing reassignment, as ListPartitionReassignments reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedReassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub adding_replicas: Vec<i32>,
+    pub removing_replicas: Vec<i32>,
 }
 
 /// Why an AlterPartition was not applied.

@@ -58,11 +58,34 @@ impl BrokerRegistration {
 /// One partition's replica state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
+    /// During a reassignment: the target first, then the replicas being removed.
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas an ongoing reassignment adds (empty when none is in progress).
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas an ongoing reassignment removes once the target is in the ISR.
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replica set a reassignment moves to: the replicas without those being removed.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
 }
 
 /// One topic.
@@ -487,6 +510,8 @@ impl MetadataImage {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
                 partition_epoch: p.partition_epoch,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
         );
         Ok(())
@@ -514,7 +539,20 @@ impl MetadataImage {
         let replicas = c.replicas.clone().unwrap_or_else(|| old.replicas.clone());
         let isr = c.isr.clone().unwrap_or_else(|| old.isr.clone());
         let leader = c.leader.unwrap_or(old.leader);
-        if replicas == old.replicas && isr == old.isr && leader == old.leader {
+        let adding = c
+            .adding_replicas
+            .clone()
+            .unwrap_or_else(|| old.adding_replicas.clone());
+        let removing = c
+            .removing_replicas
+            .clone()
+            .unwrap_or_else(|| old.removing_replicas.clone());
+        if replicas == old.replicas
+            && isr == old.isr
+            && leader == old.leader
+            && adding == old.adding_replicas
+            && removing == old.removing_replicas
+        {
             return Err(invalid(format!(
                 "partition change of {}-{} changes nothing",
                 topic.name, c.partition
@@ -524,6 +562,7 @@ impl MetadataImage {
             self.check_replicas(&replicas, &old.replicas)?;
         }
         self.check_isr_and_leader(&replicas, &isr, leader, leader != old.leader)?;
+        check_reassignment(&replicas, &adding, &removing)?;
         let leader_epoch = if leader != old.leader {
             old.leader_epoch
                 .checked_add(1)
@@ -544,6 +583,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding_replicas: adding,
+                removing_replicas: removing,
             },
         );
         Ok(())
@@ -703,6 +744,31 @@ impl MetadataImage {
             .ok_or_else(|| invalid("producer ids exhausted"))?;
         Ok(())
     }
+}
+
+/// Adding and removing replicas: replicas, disjoint, no repeats, and some replica left
+/// once the removing ones go.
+fn check_reassignment(replicas: &[i32], adding: &[i32], removing: &[i32]) -> Result<(), Rejection> {
+    let reject = |m: String| Rejection::new(RejectCode::InvalidReplicaAssignment, m);
+    for (what, list) in [("adding", adding), ("removing", removing)] {
+        for (i, r) in list.iter().enumerate() {
+            if !replicas.contains(r) {
+                return Err(reject(format!(
+                    "{what} replica {r} is not a replica ({replicas:?})"
+                )));
+            }
+            if list[..i].contains(r) {
+                return Err(reject(format!("{what} replica {r} is named twice")));
+            }
+        }
+    }
+    if let Some(r) = adding.iter().find(|r| removing.contains(r)) {
+        return Err(reject(format!("replica {r} is both added and removed")));
+    }
+    if replicas.iter().all(|r| removing.contains(r)) {
+        return Err(reject("a reassignment may not remove every replica".into()));
+    }
+    Ok(())
 }
 
 fn invalid(message: impl Into<String>) -> Rejection {

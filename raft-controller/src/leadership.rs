@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::image::{BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
+use crate::reassignment;
 use crate::records::{MetadataRecord, PartitionChangeRecord, NO_LEADER};
 
 /// The topic (or cluster-default) config that allows unclean leader election.
@@ -123,7 +124,7 @@ pub fn unfence_broker(image: &MetadataImage, broker_id: i32) -> Vec<MetadataReco
             if p.leader != NO_LEADER {
                 continue;
             }
-            if let Some(c) = change(topic, partition, p, elect(p, eligible, unclean)) {
+            if let Some(c) = change(topic, partition, p, elect(p, eligible, unclean), eligible) {
                 records.push(MetadataRecord::PartitionChange(c));
             }
         }
@@ -194,7 +195,10 @@ pub fn elect_preferred(image: &MetadataImage, targets: Option<&[TopicPartition]>
         if target.leader == NO_LEADER || target.leader == p.leader {
             return (ElectionResult::PreferredNotAvailable, None);
         }
-        (ElectionResult::Elected, change(topic, partition, p, target))
+        (
+            ElectionResult::Elected,
+            change(topic, partition, p, target, eligible),
+        )
     };
     match targets {
         Some(t) => run_elections(image, t, false, decide),
@@ -216,7 +220,10 @@ pub fn elect_unclean(image: &MetadataImage, targets: Option<&[TopicPartition]>) 
         if target.leader == NO_LEADER {
             return (ElectionResult::EligibleNotAvailable, None);
         }
-        (ElectionResult::Elected, change(topic, partition, p, target))
+        (
+            ElectionResult::Elected,
+            change(topic, partition, p, target, eligible),
+        )
     };
     match targets {
         Some(t) => run_elections(image, t, false, decide),
@@ -378,6 +385,15 @@ pub fn alter_partition(
     if isr == p.isr {
         return Ok(AlterPartitionOutcome::Unchanged(p.clone()));
     }
+    // An ISR that now holds a reassignment's whole target completes it in this change.
+    let can_lead = |r: i32| Eligible::now(image).can_lead(r);
+    if let Some(done) = reassignment::complete(p, &isr, can_lead) {
+        if let Some(c) = reassignment::change(req.topic_id, req.partition, p, &done) {
+            tracing::info!(topic = %topic.name, partition = req.partition, replicas = ?done.replicas,
+                leader = done.leader, "reassignment complete: the target replicas are in sync");
+            return Ok(AlterPartitionOutcome::Propose(c));
+        }
+    }
     Ok(AlterPartitionOutcome::Propose(PartitionChangeRecord {
         topic_id: req.topic_id,
         partition: req.partition,
@@ -506,6 +522,7 @@ fn change(
     partition: i32,
     p: &PartitionImage,
     target: Target,
+    eligible: Eligible<'_>,
 ) -> Option<PartitionChangeRecord> {
     if target.isr == p.isr && target.leader == p.leader {
         return None;
@@ -520,14 +537,16 @@ fn change(
             "unclean leader election: records acknowledged by the old ISR may be lost"
         );
     }
-    Some(PartitionChangeRecord {
-        topic_id: topic.topic_id,
-        partition,
-        leader: (target.leader != p.leader).then_some(target.leader),
-        isr: (target.isr != p.isr).then_some(target.isr),
-        replicas: None,
-        expected_partition_epoch: Some(p.partition_epoch),
-    })
+    let elected = PartitionImage {
+        isr: target.isr,
+        leader: target.leader,
+        ..p.clone()
+    };
+    // As KRaft's PartitionChangeBuilder: any change that leaves a reassignment's whole
+    // target in the ISR completes it.
+    let next =
+        reassignment::complete(&elected, &elected.isr, |r| eligible.can_lead(r)).unwrap_or(elected);
+    reassignment::change(topic.topic_id, partition, p, &next)
 }
 
 /// ISR and leader moves for every partition whose ISR holds `broker_id`, which is
@@ -545,7 +564,7 @@ fn move_away_from(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> 
             if p.leader != broker_id && !p.isr.contains(&broker_id) {
                 continue;
             }
-            if let Some(c) = change(topic, partition, p, elect(p, eligible, unclean)) {
+            if let Some(c) = change(topic, partition, p, elect(p, eligible, unclean), eligible) {
                 records.push(MetadataRecord::PartitionChange(c));
             }
         }

@@ -45,8 +45,11 @@ pub mod image;
 pub mod leadership;
 pub(crate) mod network;
 pub mod placement;
+pub mod reassignment;
 pub mod records;
 pub(crate) mod storage;
+#[cfg(test)]
+mod test_support;
 pub mod types;
 
 pub use client::{ControllerClient, PulledMetadata};

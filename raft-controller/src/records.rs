@@ -132,6 +132,13 @@ pub struct PartitionChangeRecord {
     pub isr: Option<Vec<i32>>,
     #[serde(default)]
     pub replicas: Option<Vec<i32>>,
+    /// Replicas a reassignment is adding (`Some(vec![])` clears), as KRaft's
+    /// `PartitionChangeRecord.addingReplicas`.
+    #[serde(default)]
+    pub adding_replicas: Option<Vec<i32>>,
+    /// Replicas a reassignment will remove once the adding ones are in the ISR.
+    #[serde(default)]
+    pub removing_replicas: Option<Vec<i32>>,
     /// When set, the change applies only if the partition epoch is still this one
     /// (AlterPartition's compare-and-set); otherwise INVALID_UPDATE_VERSION.
     #[serde(default)]

@@ -2,7 +2,8 @@
 //! limits and docs. Flags, `ISTHMUS_*` variables, the TOML file, DescribeConfigs and the
 //! README's configuration table are all generated from it, so they cannot drift apart.
 
-/// What values a setting accepts.
+/// What values a setting accepts. `ThrottledReplicas` is a topic's
+/// `*.replication.throttled.replicas`: empty, `*`, or `partition:broker,…` (a LIST).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ValueKind {
     Bool,
@@ -10,6 +11,7 @@ pub enum ValueKind {
     Long { min: i64, max: i64 },
     String,
     List,
+    ThrottledReplicas,
     Choice(&'static [&'static str]),
     Double { min: f64, max: f64 },
 }
@@ -22,7 +24,7 @@ impl ValueKind {
             ValueKind::String | ValueKind::Choice(_) => 2,
             ValueKind::Int { .. } => 3,
             ValueKind::Long { .. } => 5,
-            ValueKind::List => 7,
+            ValueKind::List | ValueKind::ThrottledReplicas => 7,
             ValueKind::Double { .. } => 6,
         }
     }
@@ -72,6 +74,13 @@ const POSITIVE_LONG: ValueKind = ValueKind::Long {
     min: 1,
     max: i64::MAX,
 };
+
+/// `*.replication.throttled.rate`: bytes per second, Long.MAX_VALUE (the default) = none.
+const THROTTLE_RATE: ValueKind = ValueKind::Long {
+    min: 0,
+    max: i64::MAX,
+};
+const UNTHROTTLED_RATE: &str = "9223372036854775807";
 
 /// One record-batch header: the smallest segment that can hold anything.
 const SEGMENT_BYTES_MIN: i64 = isthmus_protocol::batch::HEADER_SIZE as i64;
@@ -204,6 +213,20 @@ pub static BROKER_SETTINGS: &[BrokerSetting] = &[
         default: Some("5000"),
         scope: Scope::Node,
         doc: "How often each log dir's high watermarks are written to replication-offset-checkpoint.",
+    },
+    BrokerSetting {
+        name: "leader.replication.throttled.rate",
+        kind: THROTTLE_RATE,
+        default: Some(UNTHROTTLED_RATE),
+        scope: Scope::Dynamic,
+        doc: "Bytes/s this broker sends to out-of-sync followers of the partitions a topic's leader.replication.throttled.replicas names for it (KIP-73); the default means unthrottled, 0 stops them.",
+    },
+    BrokerSetting {
+        name: "follower.replication.throttled.rate",
+        kind: THROTTLE_RATE,
+        default: Some(UNTHROTTLED_RATE),
+        scope: Scope::Dynamic,
+        doc: "Bytes/s this broker's fetchers take in for the partitions a topic's follower.replication.throttled.replicas names for it while it is out of their ISR (KIP-73); the default means unthrottled, 0 stops them.",
     },
     BrokerSetting {
         name: "controller.listener.names",
@@ -519,7 +542,9 @@ pub static BROKER_SETTINGS: &[BrokerSetting] = &[
 #[derive(Debug)]
 pub struct TopicSetting {
     pub name: &'static str,
-    pub broker_default: &'static str,
+    /// The broker setting whose value applies when the topic has no override; `None` for
+    /// topic-only settings, whose default is empty.
+    pub broker_default: Option<&'static str>,
     pub kind: ValueKind,
     pub doc: &'static str,
 }
@@ -527,25 +552,25 @@ pub struct TopicSetting {
 pub static TOPIC_SETTINGS: &[TopicSetting] = &[
     TopicSetting {
         name: "cleanup.policy",
-        broker_default: "log.cleanup.policy",
+        broker_default: Some("log.cleanup.policy"),
         kind: ValueKind::Choice(CLEANUP_POLICIES),
         doc: "delete, compact, or compact,delete",
     },
     TopicSetting {
         name: "retention.ms",
-        broker_default: "log.retention.ms",
+        broker_default: Some("log.retention.ms"),
         kind: LONG_OR_UNLIMITED,
         doc: "Age after which whole segments are deleted; -1 = forever",
     },
     TopicSetting {
         name: "retention.bytes",
-        broker_default: "log.retention.bytes",
+        broker_default: Some("log.retention.bytes"),
         kind: LONG_OR_UNLIMITED,
         doc: "Partition size above which oldest segments are deleted; -1 = no limit",
     },
     TopicSetting {
         name: "segment.bytes",
-        broker_default: "log.segment.bytes",
+        broker_default: Some("log.segment.bytes"),
         kind: ValueKind::Int {
             min: 14,
             max: i32::MAX as i64,
@@ -554,13 +579,13 @@ pub static TOPIC_SETTINGS: &[TopicSetting] = &[
     },
     TopicSetting {
         name: "segment.ms",
-        broker_default: "log.roll.ms",
+        broker_default: Some("log.roll.ms"),
         kind: POSITIVE_LONG,
         doc: "Segment age at which it is rolled",
     },
     TopicSetting {
         name: "max.message.bytes",
-        broker_default: "message.max.bytes",
+        broker_default: Some("message.max.bytes"),
         kind: ValueKind::Int {
             min: 0,
             max: i32::MAX as i64,
@@ -569,31 +594,31 @@ pub static TOPIC_SETTINGS: &[TopicSetting] = &[
     },
     TopicSetting {
         name: "message.timestamp.type",
-        broker_default: "log.message.timestamp.type",
+        broker_default: Some("log.message.timestamp.type"),
         kind: ValueKind::Choice(TIMESTAMP_TYPES),
         doc: "CreateTime or LogAppendTime",
     },
     TopicSetting {
         name: "flush.messages",
-        broker_default: "log.flush.interval.messages",
+        broker_default: Some("log.flush.interval.messages"),
         kind: POSITIVE_LONG,
         doc: "Page-cache mode: fsync after this many messages",
     },
     TopicSetting {
         name: "flush.ms",
-        broker_default: "log.flush.interval.ms",
+        broker_default: Some("log.flush.interval.ms"),
         kind: POSITIVE_LONG,
         doc: "Page-cache mode: fsync at least this often",
     },
     TopicSetting {
         name: "index.interval.bytes",
-        broker_default: "log.index.interval.bytes",
+        broker_default: Some("log.index.interval.bytes"),
         kind: I32,
         doc: "Bytes between index entries",
     },
     TopicSetting {
         name: "segment.index.bytes",
-        broker_default: "log.index.size.max.bytes",
+        broker_default: Some("log.index.size.max.bytes"),
         kind: ValueKind::Int {
             min: 4096,
             max: i32::MAX as i64,
@@ -602,13 +627,13 @@ pub static TOPIC_SETTINGS: &[TopicSetting] = &[
     },
     TopicSetting {
         name: "delete.retention.ms",
-        broker_default: "log.cleaner.delete.retention.ms",
+        broker_default: Some("log.cleaner.delete.retention.ms"),
         kind: LONG_OR_UNLIMITED,
         doc: "How long tombstones survive compaction",
     },
     TopicSetting {
         name: "min.compaction.lag.ms",
-        broker_default: "log.cleaner.min.compaction.lag.ms",
+        broker_default: Some("log.cleaner.min.compaction.lag.ms"),
         kind: ValueKind::Long {
             min: 0,
             max: i64::MAX,
@@ -617,27 +642,39 @@ pub static TOPIC_SETTINGS: &[TopicSetting] = &[
     },
     TopicSetting {
         name: "max.compaction.lag.ms",
-        broker_default: "log.cleaner.max.compaction.lag.ms",
+        broker_default: Some("log.cleaner.max.compaction.lag.ms"),
         kind: POSITIVE_LONG,
         doc: "Records older than this are compacted regardless of the dirty ratio",
     },
     TopicSetting {
         name: "min.cleanable.dirty.ratio",
-        broker_default: "log.cleaner.min.cleanable.ratio",
+        broker_default: Some("log.cleaner.min.cleanable.ratio"),
         kind: ValueKind::Double { min: 0.0, max: 1.0 },
         doc: "Share of dirty bytes that triggers compaction",
     },
     TopicSetting {
         name: "min.insync.replicas",
-        broker_default: "min.insync.replicas",
+        broker_default: Some("min.insync.replicas"),
         kind: POSITIVE_I32,
         doc: "Replicas that must be in sync for acks=all",
     },
     TopicSetting {
         name: "unclean.leader.election.enable",
-        broker_default: "unclean.leader.election.enable",
+        broker_default: Some("unclean.leader.election.enable"),
         kind: ValueKind::Bool,
         doc: "Allow out-of-sync leaders",
+    },
+    TopicSetting {
+        name: "leader.replication.throttled.replicas",
+        broker_default: None,
+        kind: ValueKind::ThrottledReplicas,
+        doc: "Replicas whose leader side is throttled by leader.replication.throttled.rate: partition:broker pairs, or * for all",
+    },
+    TopicSetting {
+        name: "follower.replication.throttled.replicas",
+        broker_default: None,
+        kind: ValueKind::ThrottledReplicas,
+        doc: "Replicas whose follower side is throttled by follower.replication.throttled.rate: partition:broker pairs, or * for all",
     },
 ];
 
@@ -663,6 +700,7 @@ pub fn validate(kind: &ValueKind, value: &str) -> Result<(), String> {
             }
         }
         ValueKind::String | ValueKind::List => Ok(()),
+        ValueKind::ThrottledReplicas => super::topic::ThrottledReplicas::parse(value).map(|_| ()),
         ValueKind::Double { min, max } => match value.trim().parse::<f64>() {
             Ok(v) if v >= *min && v <= *max => Ok(()),
             _ => Err(format!("expected a number from {min} to {max}")),
@@ -722,11 +760,13 @@ mod tests {
             }
         }
         for t in TOPIC_SETTINGS {
-            assert!(
-                broker_setting(t.broker_default).is_some(),
-                "{} has no broker default",
-                t.name
-            );
+            if let Some(b) = t.broker_default {
+                assert!(
+                    broker_setting(b).is_some(),
+                    "{}: no broker setting {b}",
+                    t.name
+                );
+            }
         }
     }
 

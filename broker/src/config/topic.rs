@@ -25,6 +25,72 @@ pub struct TopicSettings {
     pub log: LogConfig,
     pub flush: FlushPolicy,
     pub min_insync_replicas: i32,
+    /// `leader.replication.throttled.replicas`.
+    pub leader_throttled: ThrottledReplicas,
+    /// `follower.replication.throttled.replicas`.
+    pub follower_throttled: ThrottledReplicas,
+}
+
+/// A topic's `leader.replication.throttled.replicas` or
+/// `follower.replication.throttled.replicas` (KIP-73): which replicas the broker's
+/// replication quota of that side applies to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ThrottledReplicas {
+    /// Empty (the default): none.
+    #[default]
+    None,
+    /// `*`: every replica of the topic.
+    All,
+    /// `partition:broker` pairs.
+    Listed(Vec<(i32, i32)>),
+}
+
+impl ThrottledReplicas {
+    /// Kafka's accepted forms: empty, `*`, or comma-separated `partitionId:brokerId` pairs
+    /// (spaces around items allowed, empty items ignored). The error says what is accepted.
+    pub fn parse(value: &str) -> Result<ThrottledReplicas, String> {
+        let items: Vec<&str> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .collect();
+        if items == ["*"] {
+            return Ok(ThrottledReplicas::All);
+        }
+        let mut pairs = Vec::with_capacity(items.len());
+        for item in items {
+            let pair = item.split_once(':').and_then(|(p, b)| {
+                let id = |s: &str| {
+                    (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+                        .then(|| s.parse::<i32>().ok())
+                        .flatten()
+                };
+                Some((id(p)?, id(b)?))
+            });
+            match pair {
+                Some(pair) => pairs.push(pair),
+                None => {
+                    return Err(format!(
+                        "'{item}' is not a replica: expected empty, the literal '*', or a list of replicas as partitionId:brokerId,partitionId:brokerId,…"
+                    ))
+                }
+            }
+        }
+        Ok(if pairs.is_empty() {
+            ThrottledReplicas::None
+        } else {
+            ThrottledReplicas::Listed(pairs)
+        })
+    }
+
+    /// Whether the replica of `partition` on `broker` is throttled.
+    pub fn covers(&self, partition: i32, broker: i32) -> bool {
+        match self {
+            ThrottledReplicas::None => false,
+            ThrottledReplicas::All => true,
+            ThrottledReplicas::Listed(pairs) => pairs.contains(&(partition, broker)),
+        }
+    }
 }
 
 /// Checks topic overrides as CreateTopics / AlterConfigs receive them.
@@ -41,6 +107,9 @@ pub fn validate_overrides<'a>(
     Ok(())
 }
 
+/// The default of topic settings without a broker setting behind them.
+pub const TOPIC_ONLY_DEFAULT: &str = "";
+
 /// The value in force for a topic setting and whether the topic overrides it.
 pub fn effective<'a>(
     name: &str,
@@ -51,7 +120,10 @@ pub fn effective<'a>(
         return Some((v.as_str(), true));
     }
     let setting = topic_setting(name)?;
-    broker.get(setting.broker_default).map(|v| (v, false))
+    match setting.broker_default {
+        Some(b) => broker.get(b).map(|v| (v, false)),
+        None => Some((TOPIC_ONLY_DEFAULT, false)),
+    }
 }
 
 impl TopicSettings {
@@ -112,10 +184,19 @@ impl TopicSettings {
         } else {
             FlushPolicy::PageCache { messages, ms }
         };
+        // Validated before they were stored; a bad one (from an older version) throttles
+        // nothing rather than failing the partition.
+        let throttled = |name: &str| {
+            effective(name, overrides, broker)
+                .and_then(|(v, _)| ThrottledReplicas::parse(v).ok())
+                .unwrap_or_default()
+        };
         TopicSettings {
             log,
             flush,
             min_insync_replicas: num("min.insync.replicas").unwrap_or(1) as i32,
+            leader_throttled: throttled("leader.replication.throttled.replicas"),
+            follower_throttled: throttled("follower.replication.throttled.replicas"),
         }
     }
 }
@@ -174,5 +255,74 @@ mod tests {
         assert!(validate_overrides([("cleanup.policy", Some("compact"))]).is_ok());
         assert!(validate_overrides([("min.cleanable.dirty.ratio", Some("1.5"))]).is_err());
         assert!(validate_overrides([("retention.ms", Some("1000"))]).is_ok());
+        let e = validate_overrides([("leader.replication.throttled.replicas", Some("0-1"))])
+            .unwrap_err();
+        assert!(
+            e.contains("leader.replication.throttled.replicas")
+                && e.contains("partitionId:brokerId"),
+            "{e}"
+        );
+        assert!(validate_overrides([(
+            "follower.replication.throttled.replicas",
+            Some("0:1, 1:2")
+        )])
+        .is_ok());
+    }
+
+    #[test]
+    fn throttled_replica_lists() {
+        use ThrottledReplicas::*;
+        let ok = |v: &str| ThrottledReplicas::parse(v).unwrap_or_else(|e| panic!("{v}: {e}"));
+        assert_eq!(ok(""), None);
+        assert_eq!(ok(" "), None);
+        assert_eq!(ok("*"), All);
+        assert_eq!(ok(" * "), All);
+        assert_eq!(ok("0:1"), Listed(vec![(0, 1)]));
+        assert_eq!(ok("0:1,1:2"), Listed(vec![(0, 1), (1, 2)]));
+        assert_eq!(ok(" 0:1 , 1:2 ,"), Listed(vec![(0, 1), (1, 2)]));
+        for bad in [
+            "0",
+            "0:",
+            ":1",
+            "a:1",
+            "0:b",
+            "-1:2",
+            "0:-2",
+            "0:1:2",
+            "*,0:1",
+            "0:1,*",
+            "**",
+            "0 :1",
+            "[0:1]",
+            "99999999999:1",
+            "0;1",
+        ] {
+            let e = ThrottledReplicas::parse(bad).expect_err(bad);
+            assert!(e.contains("partitionId:brokerId"), "{bad}: {e}");
+        }
+        assert!(All.covers(3, 7));
+        assert!(!None.covers(0, 1));
+        let listed = ok("0:1,1:2");
+        assert!(listed.covers(0, 1) && listed.covers(1, 2));
+        assert!(!listed.covers(0, 2) && !listed.covers(1, 1));
+    }
+
+    #[test]
+    fn throttled_replicas_resolve_per_topic() {
+        let mut o = BTreeMap::new();
+        let t = TopicSettings::resolve(&o, &broker());
+        assert_eq!(t.leader_throttled, ThrottledReplicas::None);
+        assert_eq!(
+            effective("leader.replication.throttled.replicas", &o, &broker()),
+            Some(("", false))
+        );
+        o.insert("leader.replication.throttled.replicas".into(), "*".into());
+        o.insert(
+            "follower.replication.throttled.replicas".into(),
+            "0:2".into(),
+        );
+        let t = TopicSettings::resolve(&o, &broker());
+        assert_eq!(t.leader_throttled, ThrottledReplicas::All);
+        assert!(t.follower_throttled.covers(0, 2));
     }
 }

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 };
 use uuid::Uuid;
 
-use super::{api_versions, ControllerApi};
+use super::{api_versions, reassignments, ControllerApi};
 use crate::error::controller_error_code;
 use crate::handlers::describe_quorum::quorum_response;
 use crate::handlers::text;
@@ -44,6 +44,10 @@ pub(super) async fn handle(
         RequestKind::BrokerHeartbeat(req) => heartbeat(api, req).await,
         RequestKind::AlterPartition(req) => alter_partition(api, req).await,
         RequestKind::ElectLeaders(req) => elect_leaders(api, req, version).await,
+        RequestKind::AlterPartitionReassignments(req) => {
+            reassignments::alter(api, req, version).await
+        }
+        RequestKind::ListPartitionReassignments(req) => reassignments::list(api, req),
         RequestKind::DescribeQuorum(req) => {
             let status = api.controller.quorum_status();
             ResponseKind::DescribeQuorum(quorum_response(
@@ -62,7 +66,7 @@ pub(super) async fn handle(
     })
 }
 
-fn code_and_message(e: &ControllerError) -> (i16, String) {
+pub(super) fn code_and_message(e: &ControllerError) -> (i16, String) {
     (controller_error_code(e).code(), e.to_string())
 }
 

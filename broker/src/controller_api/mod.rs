@@ -1,6 +1,6 @@
 //! The Kafka side of the controller listener: what brokers (and admin tools) send to a
 //! controller — BrokerRegistration, BrokerHeartbeat, AlterPartition, ElectLeaders,
-//! DescribeQuorum and ApiVersions — answered from the local [`Controller`]. The same port
+//! Alter/ListPartitionReassignments, DescribeQuorum and ApiVersions — answered from the local [`Controller`]. The same port
 //! carries the quorum's own RPC; `isthmus_controller` tells the two apart and hands Kafka
 //! connections here. [`channel`] is the broker's client for these requests.
 //!
@@ -12,6 +12,7 @@
 
 pub mod channel;
 mod handlers;
+mod reassignments;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,14 @@ pub const CONTROLLER_APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::BrokerHeartbeat, VersionRange { min: 0, max: 1 }),
     (ApiKey::AlterPartition, VersionRange { min: 2, max: 3 }),
     (ApiKey::ElectLeaders, VersionRange { min: 0, max: 2 }),
+    (
+        ApiKey::AlterPartitionReassignments,
+        VersionRange { min: 0, max: 1 },
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        VersionRange { min: 0, max: 0 },
+    ),
     (ApiKey::DescribeQuorum, VersionRange { min: 0, max: 2 }),
 ];
 

@@ -19,6 +19,7 @@ use crate::broker::Broker;
 use crate::config::defs::{
     broker_setting, topic_setting, validate, Scope, ValueKind, BROKER_SETTINGS, TOPIC_SETTINGS,
 };
+use crate::config::topic::TOPIC_ONLY_DEFAULT;
 use crate::config::Source;
 use crate::dispatch::{Reply, RequestContext};
 use crate::error::BrokerError;
@@ -114,9 +115,14 @@ fn describe_topic(
         .iter()
         .filter(|s| wanted(s.name))
         .map(|s| {
-            let broker_value = settings.get(s.broker_default);
-            let broker_source = settings
-                .source(s.broker_default)
+            // Topic-only settings (no broker setting behind them) default to empty.
+            let broker_value = match s.broker_default {
+                Some(b) => settings.get(b),
+                None => Some(TOPIC_ONLY_DEFAULT),
+            };
+            let broker_source = s
+                .broker_default
+                .and_then(|b| settings.source(b))
                 .map(Source::describe_code)
                 .unwrap_or(5);
             let overridden = topic.configs.get(s.name);
@@ -129,8 +135,8 @@ fn describe_topic(
                 if let Some(v) = overridden {
                     synonym_list.push(synonym(s.name, Some(v), SOURCE_TOPIC_CONFIG));
                 }
-                if broker_value.is_some() {
-                    synonym_list.push(synonym(s.broker_default, broker_value, broker_source));
+                if let (Some(b), Some(_)) = (s.broker_default, broker_value) {
+                    synonym_list.push(synonym(b, broker_value, broker_source));
                 }
             }
             entry(
@@ -384,8 +390,9 @@ fn edit(
     value: Option<&str>,
     kind: &ValueKind,
 ) -> Result<(), BrokerError> {
-    let is_list =
-        matches!(kind, ValueKind::List) || key == "cleanup.policy" || key == "log.cleanup.policy";
+    let is_list = matches!(kind, ValueKind::List | ValueKind::ThrottledReplicas)
+        || key == "cleanup.policy"
+        || key == "log.cleanup.policy";
     match op {
         OP_SET => match value {
             Some(v) => {

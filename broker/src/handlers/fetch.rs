@@ -8,6 +8,11 @@
 //! log diverged from this one, which the answer's `diverging_epoch` tells it (the follower
 //! sends the epoch of its last batch, `last_fetched_epoch`). Its long poll also ends when
 //! the high watermark moves, so followers learn it promptly.
+//!
+//! Replication throttles (KIP-73): a partition the topic's
+//! `leader.replication.throttled.replicas` names for this broker is answered without
+//! records to a follower outside the ISR while `leader.replication.throttled.rate` is
+//! exceeded; the bytes of throttled partitions that do go to followers count against it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +66,12 @@ struct Wanted {
     /// Consumer fetches at the leader: the replica in the consumer's rack to read from
     /// instead (KIP-392), answered without records.
     preferred: Option<i32>,
+    /// Follower fetches: the leader's replication quota applies to this partition here
+    /// (its bytes are recorded against it).
+    throttled: bool,
+    /// Follower fetches: throttled and the follower is not in the ISR, so it is answered
+    /// without records while the quota is exceeded.
+    holdable: bool,
 }
 
 /// Who fetches: a consumer (replica id < 0) or a follower replica (broker id and epoch).
@@ -179,6 +190,8 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 diverging: None,
                 refused: None,
                 preferred: None,
+                throttled: false,
+                holdable: false,
             })
             .collect();
         topics.push((topic.topic, topic.topic_id, wanted));
@@ -189,10 +202,15 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     if let Fetcher::Follower { id, broker_epoch } = fetcher {
         let now = crate::broker::now_ms();
         let mut isr_change_due = false;
+        let me = broker.node_id();
         for w in topics.iter_mut().flat_map(|(_, _, w)| w.iter_mut()) {
             match follower_arrived(w, id, broker_epoch, now) {
                 Ok(due) => isr_change_due |= due,
                 Err(e) => w.refused = Some(e),
+            }
+            if let Ok(p) = &w.partition {
+                w.throttled = p.throttled(me).0;
+                w.holdable = w.throttled && !p.is_in_sync(id);
             }
         }
         if isr_change_due {
@@ -222,23 +240,35 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 watches.extend(open().map(|p| p.watch_log_end()));
             }
             let hw_at_start: Vec<i64> = open().map(|p| p.high_watermark()).collect();
+            let any_holdable = topics
+                .iter()
+                .flat_map(|(_, _, w)| w.iter())
+                .any(|w| w.holdable);
+            let quota = &broker.replication_quotas.leader;
             loop {
                 for w in &mut watches {
                     w.borrow_and_update();
                 }
-                let (response, bytes, any_error) =
-                    read_all(&topics, max_bytes, read_committed, follower);
+                let hold = any_holdable && quota.is_exceeded(crate::broker::now_ms());
+                let pass = read_all(&topics, max_bytes, read_committed, follower, hold);
                 let hw_moved = follower
                     && open()
                         .zip(&hw_at_start)
                         .any(|(p, start)| p.high_watermark() > *start);
-                if bytes >= min_bytes
-                    || any_error
+                if pass.bytes >= min_bytes
+                    || pass.any_error
                     || hw_moved
                     || Instant::now() >= deadline
                     || watches.is_empty()
                 {
-                    return ResponseKind::Fetch(with_leader_endpoints(&broker, &image, response));
+                    if follower {
+                        record_throttling(&broker, &pass);
+                    }
+                    return ResponseKind::Fetch(with_leader_endpoints(
+                        &broker,
+                        &image,
+                        pass.response,
+                    ));
                 }
                 let changed =
                     futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
@@ -252,29 +282,52 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
     )
 }
 
-/// One pass over every requested partition. Returns the response, the record bytes in it and
-/// whether any partition reported an error (which answers the fetch at once, as Kafka does).
+/// What one pass over the requested partitions found.
+struct Pass {
+    response: FetchResponse,
+    /// Record bytes in the response.
+    bytes: usize,
+    /// Some partition reported an error (which answers the fetch at once, as Kafka does).
+    any_error: bool,
+    /// Record bytes of partitions the leader's replication quota applies to.
+    throttled_bytes: usize,
+    /// Partitions answered without records because that quota was exceeded.
+    held: usize,
+}
+
+/// One pass over every requested partition. `hold`: the leader's replication quota is
+/// exceeded, so throttled partitions of an out-of-sync follower get no records.
 fn read_all(
     topics: &[(TopicName, Uuid, Vec<Wanted>)],
     max_bytes: usize,
     read_committed: bool,
     follower: bool,
-) -> (FetchResponse, usize, bool) {
+    hold: bool,
+) -> Pass {
     let mut total = 0usize;
     let mut any_error = false;
+    let mut throttled_bytes = 0usize;
+    let mut held = 0usize;
     let mut responses = Vec::with_capacity(topics.len());
     for (name, id, wanted) in topics {
         let mut partitions = Vec::with_capacity(wanted.len());
         for w in wanted {
+            let held_back = follower && hold && w.holdable;
             let data = match read_one(
                 w,
                 max_bytes.saturating_sub(total),
                 total == 0,
                 read_committed,
                 follower,
+                held_back,
             ) {
                 Ok(data) => {
-                    total += data.records.as_ref().map_or(0, Bytes::len);
+                    held += usize::from(held_back && w.diverging.is_none());
+                    let len = data.records.as_ref().map_or(0, Bytes::len);
+                    total += len;
+                    if w.throttled {
+                        throttled_bytes += len;
+                    }
                     data
                 }
                 Err(error) => {
@@ -314,11 +367,33 @@ fn read_all(
                 .with_partitions(partitions),
         );
     }
-    (
-        FetchResponse::default().with_responses(responses),
-        total,
+    Pass {
+        response: FetchResponse::default().with_responses(responses),
+        bytes: total,
         any_error,
-    )
+        throttled_bytes,
+        held,
+    }
+}
+
+/// Counts what a follower's answer carries against the leader's replication quota.
+fn record_throttling(broker: &Broker, pass: &Pass) {
+    use crate::replica::stats::Side;
+    if pass.throttled_bytes > 0 {
+        let bytes = pass.throttled_bytes as u64;
+        broker
+            .replication_quotas
+            .leader
+            .record(crate::broker::now_ms(), bytes);
+        broker
+            .replication_stats
+            .record_throttled_bytes(Side::Leader, bytes);
+    }
+    if pass.held > 0 {
+        broker
+            .replication_stats
+            .record_throttle_holds(Side::Leader, pass.held as u64);
+    }
 }
 
 /// The errors KIP-951 answers with the current leader (and its endpoint).
@@ -421,6 +496,7 @@ fn read_one(
     first: bool,
     read_committed: bool,
     follower: bool,
+    held_back: bool,
 ) -> Result<PartitionData, ResponseError> {
     let partition = w.partition.as_ref().map_err(|e| *e)?;
     if let Some(refused) = w.refused {
@@ -449,6 +525,15 @@ fn read_one(
                     .with_epoch(epoch)
                     .with_end_offset(end_offset),
             )
+            .with_records(Some(Bytes::new())));
+    }
+    if held_back {
+        // Throttled (KIP-73): no records this time, the rest as usual.
+        return Ok(PartitionData::default()
+            .with_partition_index(w.index)
+            .with_high_watermark(partition.high_watermark())
+            .with_last_stable_offset(partition.high_watermark())
+            .with_log_start_offset(partition.log_start_offset())
             .with_records(Some(Bytes::new())));
     }
     let limit = w.partition_max_bytes.min(budget);

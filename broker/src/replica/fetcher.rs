@@ -12,8 +12,15 @@
 //! leader epoch (OffsetForLeaderEpoch, Kafka's `getOffsetTruncationState`), never by high
 //! watermark: records this replica holds that the leader's log does not have at the same
 //! offsets go. A `diverging_epoch` in a fetch answer truncates the same way.
+//!
+//! Replication throttles (KIP-73): a partition the topic's
+//! `follower.replication.throttled.replicas` names for this broker, while this broker is
+//! not in its ISR (as the published image has it), is left out of the next fetch as long as
+//! `follower.replication.throttled.rate` is exceeded; the bytes received for throttled
+//! partitions count against it. When every partition is left out the fetcher waits
+//! [`THROTTLED_BACKOFF_MS`] rather than spin.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +42,8 @@ use uuid::Uuid;
 
 use super::partition::{Partition, Role};
 use super::peer::PeerConnection;
-use crate::broker::Broker;
+use super::stats::Side;
+use crate::broker::{now_ms, Broker};
 use crate::config::topic::FlushPolicy;
 use crate::handlers::metadata::client_endpoint;
 
@@ -48,6 +56,9 @@ const ANSWER_GRACE_MS: u64 = 30_000;
 /// A partition the leader refused (not leader yet, epoch mismatch) is retried after this;
 /// the metadata change that explains the refusal usually arrives first.
 const PARTITION_RETRY_MS: u64 = 200;
+/// How long a fetcher whose every partition is held back by the follower replication
+/// quota waits before looking again (the quota's samples are 1 s long).
+const THROTTLED_BACKOFF_MS: u64 = 100;
 
 /// The follower-side `replica.fetch.*` settings.
 #[derive(Clone, Copy, Debug)]
@@ -196,18 +207,23 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shared: Arc<Shared>) {
             }
         }
         let Some(c) = conn.as_mut() else { continue };
+        let mut all_held = false;
         let result = if states
             .values()
             .any(|s| s.phase == Phase::Truncate && s.ready(now))
         {
             truncate_round(c, leader, me, &mut states).await
         } else {
-            fetch_round(&broker, c, leader, me, &settings, &mut states).await
+            fetch_round(&broker, c, leader, me, &settings, &mut states)
+                .await
+                .map(|held| all_held = held)
         };
         if let Err(e) = result {
             tracing::debug!(leader, error = %e, "fetching from the leader failed; reconnecting");
             conn = None;
             backoff(&shared, settings.backoff_ms).await;
+        } else if all_held {
+            backoff(&shared, THROTTLED_BACKOFF_MS).await;
         }
     }
     tracing::info!(leader, "replica fetcher stopped");
@@ -388,7 +404,9 @@ fn truncate_to_leader(s: &mut FetchState, leader: i32, leader_epoch: i32, leader
     s.retry_at = None;
 }
 
-/// One Fetch for every partition ready to fetch; appends the answers.
+/// One Fetch for every partition ready to fetch (less those the follower replication
+/// quota holds back); appends the answers. Returns whether every partition ready to fetch
+/// was held back (and so nothing was sent).
 async fn fetch_round(
     broker: &Broker,
     conn: &mut PeerConnection,
@@ -396,15 +414,33 @@ async fn fetch_round(
     me: i32,
     settings: &FetchSettings,
     states: &mut HashMap<Key, FetchState>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let now = Instant::now();
+    let image = broker.metadata.image();
+    let quota = &broker.replication_quotas.follower;
+    // Looked at once per round, and only when a partition could be held back.
+    let mut exceeded: Option<bool> = None;
+    let mut held = 0usize;
+    let mut throttled: HashSet<Key> = HashSet::new();
     let mut by_topic: HashMap<Uuid, Vec<FetchPartition>> = HashMap::new();
-    for ((topic_id, _), s) in states.iter() {
+    for (key, s) in states.iter() {
         if s.phase != Phase::Fetch || !s.ready(now) {
             continue;
         }
         let p = &s.partition;
-        by_topic.entry(*topic_id).or_default().push(
+        if p.throttled(me).1 {
+            let in_sync = image
+                .topic(&p.topic)
+                .filter(|t| t.id == p.topic_id)
+                .and_then(|t| t.partition(p.index))
+                .is_some_and(|state| state.isr.contains(&me));
+            if !in_sync && *exceeded.get_or_insert_with(|| quota.is_exceeded(now_ms())) {
+                held += 1;
+                continue;
+            }
+            throttled.insert(*key);
+        }
+        by_topic.entry(key.0).or_default().push(
             FetchPartition::default()
                 .with_partition(p.index)
                 .with_current_leader_epoch(s.leader_epoch)
@@ -414,8 +450,13 @@ async fn fetch_round(
                 .with_partition_max_bytes(settings.max_bytes),
         );
     }
+    if held > 0 {
+        broker
+            .replication_stats
+            .record_throttle_holds(Side::Follower, held as u64);
+    }
     if by_topic.is_empty() {
-        return Ok(());
+        return Ok(held > 0);
     }
     let request = RequestKind::Fetch(
         FetchRequest::default()
@@ -487,6 +528,13 @@ async fn fetch_round(
                 continue;
             }
             if let Some(records) = data.records.as_ref().filter(|r| !r.is_empty()) {
+                if throttled.contains(&(topic.topic_id, data.partition_index)) {
+                    let bytes = records.len() as u64;
+                    quota.record(now_ms(), bytes);
+                    broker
+                        .replication_stats
+                        .record_throttled_bytes(Side::Follower, bytes);
+                }
                 match p.append_as_follower(records) {
                     Ok(end) => appended.push((Arc::clone(p), end)),
                     Err(e) => {
@@ -509,7 +557,7 @@ async fn fetch_round(
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// OFFSET_OUT_OF_RANGE from the leader: below its log start, start over there; otherwise

@@ -6,6 +6,7 @@ pub mod hw_checkpoint;
 pub mod manager;
 pub mod partition;
 pub mod peer;
+pub mod quota;
 pub mod replication;
 pub mod stats;
 

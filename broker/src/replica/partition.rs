@@ -333,6 +333,21 @@ impl Partition {
         matches!(&*self.role.lock(), Role::Leader(l) if l.leader_epoch == epoch)
     }
 
+    /// Whether the replica on `broker` is throttled, (leader side, follower side), by the
+    /// topic's `*.replication.throttled.replicas` (KIP-73).
+    pub fn throttled(&self, broker: i32) -> (bool, bool) {
+        let s = self.settings.read();
+        (
+            s.leader_throttled.covers(self.index, broker),
+            s.follower_throttled.covers(self.index, broker),
+        )
+    }
+
+    /// While leading: whether `replica` is in the committed ISR.
+    pub fn is_in_sync(&self, replica: i32) -> bool {
+        matches!(&*self.role.lock(), Role::Leader(l) if l.isr.contains(&replica))
+    }
+
     /// The committed ISR's size while leading; 0 otherwise.
     pub fn isr_size(&self) -> usize {
         match &*self.role.lock() {

@@ -1,4 +1,5 @@
-//! Replication counters operators alert on (ISR shrinks and expands since start); the
+//! Replication counters operators alert on (ISR shrinks and expands since start, bytes of
+//! throttled replication and partitions held back by the replication quotas); the
 //! per-partition gauges (under-replicated, under-min-ISR, offline, follower lag) are
 //! come with the metrics endpoint, computed from the partitions when asked.
 
@@ -19,9 +20,28 @@ pub struct ReplicationSnapshot {
     pub isr_shrinks: u64,
     pub isr_expands: u64,
     pub follower_reads: u64,
+    pub throttles: ThrottleCounters,
     /// The furthest-behind follower of any led partition.
     pub max_follower_lag_records: i64,
     pub max_follower_lag_ms: i64,
+}
+
+/// KIP-73 counters since start, per side: bytes of throttled partitions replicated
+/// (recorded against the quota) and times a partition was held back because the quota was
+/// exceeded (answered without records by this leader, left out of a fetch by this follower).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThrottleCounters {
+    pub leader_bytes: u64,
+    pub follower_bytes: u64,
+    pub leader_holds: u64,
+    pub follower_holds: u64,
+}
+
+/// Which side of replication a throttle counter is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Leader,
+    Follower,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +49,10 @@ pub struct ReplicationStats {
     isr_shrinks: AtomicU64,
     isr_expands: AtomicU64,
     follower_reads: AtomicU64,
+    leader_throttled_bytes: AtomicU64,
+    follower_throttled_bytes: AtomicU64,
+    leader_throttle_holds: AtomicU64,
+    follower_throttle_holds: AtomicU64,
 }
 
 impl ReplicationStats {
@@ -45,6 +69,33 @@ impl ReplicationStats {
         self.follower_reads.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Bytes of throttled partitions replicated on `side`.
+    pub fn record_throttled_bytes(&self, side: Side, bytes: u64) {
+        let counter = match side {
+            Side::Leader => &self.leader_throttled_bytes,
+            Side::Follower => &self.follower_throttled_bytes,
+        };
+        counter.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `count` throttled partitions held back on `side` because its quota was exceeded.
+    pub fn record_throttle_holds(&self, side: Side, count: u64) {
+        let counter = match side {
+            Side::Leader => &self.leader_throttle_holds,
+            Side::Follower => &self.follower_throttle_holds,
+        };
+        counter.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub fn throttles(&self) -> ThrottleCounters {
+        ThrottleCounters {
+            leader_bytes: self.leader_throttled_bytes.load(Ordering::Relaxed),
+            follower_bytes: self.follower_throttled_bytes.load(Ordering::Relaxed),
+            leader_holds: self.leader_throttle_holds.load(Ordering::Relaxed),
+            follower_holds: self.follower_throttle_holds.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn follower_reads(&self) -> u64 {
         self.follower_reads.load(Ordering::Relaxed)
     }
@@ -59,6 +110,7 @@ impl ReplicationStats {
             isr_shrinks: self.isr_shrinks(),
             isr_expands: self.isr_expands(),
             follower_reads: self.follower_reads(),
+            throttles: self.throttles(),
             ..Default::default()
         };
         for p in partitions {
