@@ -99,7 +99,9 @@ printed with Kafka's error name; the exit code is 1 if any partition was refused
 
 --throttle BYTES_PER_SEC sets leader/follower.replication.throttled.rate on every broker
 that sends or receives data and leader/follower.replication.throttled.replicas on each
-topic, before anything starts; `reassign verify` removes them once all is complete.")]
+topic, before anything starts; `reassign verify` removes them once all is complete. To
+change the throttle of a running move, run execute again with the same plan and the new
+--throttle (partitions already moving keep their target).")]
     Execute(ExecuteArgs),
     /// Report each plan partition as complete, in progress or different; remove the
     /// throttles once all are complete.
@@ -147,8 +149,9 @@ pub struct ExecuteArgs {
     /// The reassignment plan (JSON, as `generate` writes it).
     #[arg(long, value_name = "FILE")]
     pub plan: PathBuf,
-    /// Limit replication traffic of the move to this many bytes/s per broker.
-    #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "cancel")]
+    /// Limit replication traffic of the move to this many bytes/s per broker (0 holds it
+    /// back entirely; run execute again with another value to change it).
+    #[arg(long, value_name = "BYTES_PER_SEC", conflicts_with = "cancel")]
     pub throttle: Option<u64>,
     /// How long the controller may take to answer AlterPartitionReassignments.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i32).range(1..))]
@@ -298,20 +301,35 @@ type Outcome = Result<(), (KafkaCode, Option<String>)>;
 async fn execute(opts: ClientOpts, a: ExecuteArgs) -> anyhow::Result<()> {
     let target = read_plan(&a.plan)?;
     let mut cluster = Cluster::connect(&opts).await?;
+    if a.cancel {
+        return cancel(&mut cluster, &target, a.timeout_ms, a.preserve_throttles).await;
+    }
     let topics = topics_of(&target);
+    // A partition already moving counts from its replicas before that move, as with
+    // Kafka's tool: what to roll back to, and where data comes from (so running execute
+    // again with another --throttle throttles the same replicas).
+    let moving = ongoing(&mut cluster, &target).await?;
     let view = cluster_view(&mut cluster, &topics).await?;
     let current: Assignment = view
         .assignment_of(&topics)
         .into_iter()
         .filter(|(tp, _)| target.contains_key(tp))
+        .map(|(tp, now)| {
+            let before = moving.get(&tp).map_or(now, Ongoing::original);
+            (tp, before)
+        })
         .collect();
-    if a.cancel {
-        return cancel(&mut cluster, &target, a.timeout_ms, a.preserve_throttles).await;
-    }
     if !current.is_empty() {
         println!("Current partition replica assignment (keep it to roll back with `reassign execute --plan`):");
         println!("{}", plan::to_json(&current));
         println!();
+    }
+    if !moving.is_empty() {
+        let names: Vec<String> = moving.keys().map(tp_name).collect();
+        println!(
+            "Already being reassigned (the plan replaces their targets; the assignment above is from before): {}",
+            names.join(", ")
+        );
     }
     if let Some(rate) = a.throttle {
         set_throttles(&mut cluster, &current, &target, rate)
@@ -895,7 +913,8 @@ mod tests {
             ),
             (None, 10_000, false, false)
         );
-        assert!(parse(&["execute", "--plan", "p", "--throttle", "0"]).is_err());
+        assert!(parse(&["execute", "--plan", "p", "--throttle", "-1"]).is_err());
+        assert!(parse(&["execute", "--plan", "p", "--throttle", "0"]).is_ok());
         assert!(parse(&["execute", "--plan", "p", "--cancel", "--throttle", "5"]).is_err());
         assert!(parse(&["execute", "--plan", "p", "--preserve-throttles"]).is_err());
         assert!(parse(&["execute", "--plan", "p", "--cancel", "--preserve-throttles"]).is_ok());

@@ -207,6 +207,15 @@ pub struct Ongoing {
 }
 
 impl Ongoing {
+    /// The replicas before the reassignment started (what cancelling returns to).
+    pub fn original(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.adding.contains(b))
+            .collect()
+    }
+
     /// What the partition's replicas will be once it completes.
     pub fn target(&self) -> Vec<i32> {
         self.replicas
@@ -455,6 +464,8 @@ mod tests {
                 },
             ),
         ]);
+        assert_eq!(ongoing[&tp("t", 1)].original(), vec![2, 3, 1]);
+        assert_eq!(ongoing[&tp("t", 1)].target(), vec![2, 3, 4]);
         let states = verify(&plan, &current, &ongoing);
         let shown: Vec<String> = states
             .iter()
