@@ -25,6 +25,19 @@ pub struct ClientOpts {
     pub request_timeout: Duration,
 }
 
+/// A command's outcome that is not success and has already been reported: `isthmusctl`
+/// exits with this code and prints nothing more (e.g. `reassign verify`'s "in progress").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit(pub u8);
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
 impl ClientOpts {
     /// Builds a librdkafka config: `bootstrap.servers`, then `defaults`, then the user's
     /// `--command-config`, then each of `layers` in order. A key set twice keeps the last value.

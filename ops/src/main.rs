@@ -10,6 +10,8 @@
 //! - [`quorum`]: `quorum status` (DescribeQuorum), on the same small client.
 //! - [`cluster`]: `cluster describe` (DescribeCluster + Metadata) and `cluster local` (a
 //!   stretch cluster on this machine, from the library's `local_cluster`).
+//! - [`reassign`]: `reassign generate|execute|verify` (partition moves with throttles,
+//!   after `kafka-reassign-partitions.sh`), on the same small client.
 //! - [`console`]: `produce` (stdin lines → records) and `consume` (records → stdout).
 //! - [`perf`]: `perf produce|consume` benchmarks.
 //! - [`perf_groups`]: `perf rebalance|commit` group benchmarks.
@@ -30,6 +32,7 @@ mod perf_failover;
 mod perf_groups;
 mod perf_metadata;
 mod quorum;
+mod reassign;
 mod stats;
 mod throttle;
 
@@ -53,6 +56,9 @@ use crate::client::{ClientOpts, Property};
   isthmusctl groups reset-offsets --group billing --topic orders --to-earliest --execute
   isthmusctl quorum status
   isthmusctl cluster describe
+  isthmusctl reassign generate --topics orders --brokers 2,3,4 --output plan.json
+  isthmusctl reassign execute --plan plan.json --throttle 50000000
+  isthmusctl reassign verify --plan plan.json
   isthmusctl cluster local --dir /tmp/stretch
   isthmusctl log dump --dir /var/lib/isthmus/data/orders-0
   isthmusctl -b broker-a:9092 perf produce --topic bench --num-records 100000 --record-size 1024 --throughput -1
@@ -123,6 +129,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cluster::ClusterCmd,
     },
+    /// Move partitions between brokers (like kafka-reassign-partitions).
+    Reassign {
+        #[command(subcommand)]
+        cmd: reassign::ReassignCmd,
+    },
     /// Read a partition's segment files on this machine (like kafka-dump-log).
     Log {
         #[command(subcommand)]
@@ -179,10 +190,14 @@ async fn main() -> ExitCode {
         Cmd::Perf { cmd } => perf::run(opts, cmd).await,
         Cmd::Quorum { cmd } => quorum::run(opts, cmd).await,
         Cmd::Cluster { cmd } => cluster::run(opts, cmd).await,
+        Cmd::Reassign { cmd } => reassign::run(opts, cmd).await,
         Cmd::Log { cmd } => isthmus_ops::log_dump::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<client::Exit>() => {
+            ExitCode::from(e.downcast_ref::<client::Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

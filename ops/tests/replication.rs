@@ -14,6 +14,10 @@
 //! - replication throttles (KIP-73): at a leader (then follower) replication rate of 0 an
 //!   in-sync follower still replicates, an out-of-sync one gets nothing until the rate is
 //!   raised, then catches up and rejoins the ISR;
+//! - `isthmusctl reassign` moves a partition to other brokers under an idempotent acks=all
+//!   load (throttled, verified until complete): nothing acknowledged is lost or repeated,
+//!   the old replica's copy is deleted, the new one holds the leader's bytes; bad targets
+//!   and cancels are refused with Kafka's error names;
 //! - (ignored until built) a consumer with `client.rack=b` is served by the replica in
 //!   rack b (KIP-392, `replica.selector.class`).
 //!
@@ -38,6 +42,11 @@
 //!   of 0 holding throttled replicas back entirely, and a broker that holds partitions back
 //!   logging a line containing "replication throttled" and `leader_held=N` /
 //!   `follower_held=N` within about 10 s;
+//! - AlterPartitionReassignments / ListPartitionReassignments with KRaft's rules: a target
+//!   completes once all of it is in the ISR (replicas = the target, in its order), a
+//!   removed replica deletes its `<topic>-<partition>` folder, refusals carry
+//!   INVALID_REPLICA_ASSIGNMENT, INVALID_REPLICATION_FACTOR (v1), UNKNOWN_TOPIC_OR_PARTITION
+//!   and NO_REASSIGNMENT_IN_PROGRESS;
 //! - for the ignored test: a replica that answers a consumer's Fetch as a follower logs a
 //!   line containing "served a consumer fetch as follower".
 //!
@@ -469,6 +478,61 @@ fn run_load(
     }
 }
 
+/// Reads partitions `0..partitions` of `topic` from offset 0 up to their high watermarks
+/// and asserts what [`run_load`]'s idempotent producer must leave there: only records sent
+/// to that partition (of the first `sent`), each once and in send order, and every
+/// acknowledged one (`acked`: sequence number → partition and offset) at its offset.
+fn assert_acked_read_once(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    sent: usize,
+    acked: &BTreeMap<usize, (i32, i64)>,
+) {
+    let ids: Vec<i32> = (0..partitions).collect();
+    let (high, read) =
+        read_to_high_watermark(bootstrap, topic, &ids, &[], Duration::from_secs(120));
+    for (&p, records) in &read {
+        let mut previous: Option<usize> = None;
+        let mut at: BTreeMap<i64, usize> = BTreeMap::new();
+        for (offset, value) in records {
+            let seq: usize = value.parse().unwrap_or_else(|_| {
+                panic!("{topic}-{p} offset {offset}: {value:?} was never sent")
+            });
+            assert!(
+                seq < sent && seq % partitions as usize == p as usize,
+                "{topic}-{p} offset {offset}: record {seq} was never sent to this partition"
+            );
+            if let Some(prev) = previous {
+                assert!(
+                    seq > prev,
+                    "{topic}-{p} offset {offset}: record {seq} after {prev}: a duplicate or out of send order"
+                );
+            }
+            previous = Some(seq);
+            at.insert(*offset, seq);
+        }
+        let mut checked = 0;
+        for (&seq, &(partition, offset)) in acked {
+            if partition != p {
+                continue;
+            }
+            assert_eq!(
+                at.get(&offset),
+                Some(&seq),
+                "{topic}-{p}: record {seq} was acknowledged at offset {offset} but is not there (high watermark {})",
+                high[&p]
+            );
+            checked += 1;
+        }
+        eprintln!(
+            "{topic}-{p}: {} records read up to the high watermark {}, all {checked} acknowledged ones among them",
+            records.len(),
+            high[&p]
+        );
+    }
+}
+
 #[test]
 fn acks_all_loses_nothing_while_leaders_are_killed() {
     const TOPIC: &str = "acked";
@@ -584,48 +648,7 @@ fn acks_all_loses_nothing_while_leaders_are_killed() {
     );
 
     // Every partition from the beginning.
-    let ids: Vec<i32> = (0..PARTITIONS).collect();
-    let (high, read) =
-        read_to_high_watermark(&bootstrap, TOPIC, &ids, &[], Duration::from_secs(120));
-    for (&p, records) in &read {
-        let mut previous: Option<usize> = None;
-        let mut at: BTreeMap<i64, usize> = BTreeMap::new();
-        for (offset, value) in records {
-            let seq: usize = value.parse().unwrap_or_else(|_| {
-                panic!("{TOPIC}-{p} offset {offset}: {value:?} was never sent")
-            });
-            assert!(
-                seq < result.sent && seq % PARTITIONS as usize == p as usize,
-                "{TOPIC}-{p} offset {offset}: record {seq} was never sent to this partition"
-            );
-            if let Some(prev) = previous {
-                assert!(
-                    seq > prev,
-                    "{TOPIC}-{p} offset {offset}: record {seq} after {prev}: a duplicate or out of send order"
-                );
-            }
-            previous = Some(seq);
-            at.insert(*offset, seq);
-        }
-        let mut checked = 0;
-        for (&seq, &(partition, offset)) in &acked {
-            if partition != p {
-                continue;
-            }
-            assert_eq!(
-                at.get(&offset),
-                Some(&seq),
-                "{TOPIC}-{p}: record {seq} was acknowledged at offset {offset} but is not there (high watermark {})",
-                high[&p]
-            );
-            checked += 1;
-        }
-        eprintln!(
-            "{TOPIC}-{p}: {} records read up to the high watermark {}, all {checked} acknowledged ones among them",
-            records.len(),
-            high[&p]
-        );
-    }
+    assert_acked_read_once(&bootstrap, TOPIC, PARTITIONS, result.sent, &acked);
 
     assert_eq!(
         result.fatal, None,
@@ -1062,4 +1085,365 @@ fn a_zero_replication_rate_holds_back_an_out_of_sync_follower_until_raised() {
     }
     produce_one(&bootstrap, TOPIC, "all", true, "after")
         .unwrap_or_else(|e| panic!("acks=all with the ISR back: {e}"));
+}
+
+/// Writes a reassignment plan file into `dir` and returns its path.
+fn write_plan(dir: &std::path::Path, name: &str, partitions: &[(&str, i32, &[i32])]) -> String {
+    let entries: Vec<String> = partitions
+        .iter()
+        .map(|(t, p, r)| {
+            let r: Vec<String> = r.iter().map(i32::to_string).collect();
+            format!(
+                "{{\"topic\":\"{t}\",\"partition\":{p},\"replicas\":[{}]}}",
+                r.join(",")
+            )
+        })
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("{{\"version\":1,\"partitions\":[{}]}}", entries.join(",")),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// The topic's value of `key` (DescribeConfigs through librdkafka).
+fn topic_config(bootstrap: &str, topic: &str, key: &str) -> Option<String> {
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(20)));
+    let results = common::kafka::block(
+        common::kafka::admin(bootstrap).describe_configs([&ResourceSpecifier::Topic(topic)], &opts),
+    )
+    .expect("DescribeConfigs answered");
+    let resource = results
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("the topic's configs");
+    resource.get(key).and_then(|e| e.value.clone())
+}
+
+/// `isthmusctl reassign` end to end (generate; execute with a throttle of 0, which keeps
+/// the move in progress; execute again with a real rate; verify until complete) moving a
+/// partition off broker 101 while an idempotent acks=all producer keeps writing: every acknowledged record is read back once, in order; the partition ends on
+/// the plan's replicas, broker 101's copy is deleted, the new replica holds the leader's
+/// bytes, and verify removes the throttle configs.
+#[test]
+fn reassignment_moves_a_partition_under_acks_all_load() {
+    const TOPIC: &str = "moving";
+    const RECORDS: usize = 40_000;
+    const SEND_SPREAD: Duration = Duration::from_secs(40);
+    /// Started once this many records were sent, so there is data to copy.
+    const SENT_BEFORE: usize = RECORDS / 4;
+    const COMPLETE_TIMEOUT: Duration = Duration::from_secs(90);
+    /// Bytes/s: far above what the test writes, so it throttles in name only.
+    const THROTTLE: &str = "10000000";
+
+    // Brokers 101, 102 in rack a; 103, 104 in rack b.
+    let cluster = TestCluster::start(TEMP_PREFIX, "a:1", "a:2,b:2", &settings(&[]));
+    let bootstrap = cluster.bootstrap_servers();
+    let assignment: [&[i32]; 1] = [&[101, 102, 103]];
+    create_topic(
+        &bootstrap,
+        NewTopic::new(TOPIC, 1, TopicReplication::Variable(&assignment))
+            .set("min.insync.replicas", "2"),
+    );
+    let before = wait_full_isr(&bootstrap, TOPIC, "a leader and a full ISR").remove(0);
+    assert_eq!(before.replicas, [101, 102, 103]);
+
+    let sent = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (bootstrap, sent) = (bootstrap.clone(), sent.clone());
+        thread::spawn(move || run_load(&bootstrap, TOPIC, 1, RECORDS, SEND_SPREAD, &sent))
+    };
+    wait_until(
+        "the producer to send the first records",
+        Duration::from_secs(30),
+        || match sent.load(Ordering::Relaxed) {
+            n if n >= SENT_BEFORE => Ok(()),
+            n => Err(format!("{n} sent")),
+        },
+    );
+
+    // generate: RF 3 on brokers 102-104 keeps 102 and 103 and adds 104.
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("plan.json").to_string_lossy().into_owned();
+    let out = common::ctl(
+        &bootstrap,
+        &[
+            "reassign",
+            "generate",
+            "--topics",
+            TOPIC,
+            "--brokers",
+            "102,103,104",
+            "--output",
+            &plan_path,
+        ],
+    );
+    eprintln!("{}", out.ok());
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
+    let target: Vec<i32> = plan["partitions"][0]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_i64().unwrap() as i32)
+        .collect();
+    assert_eq!(
+        target.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([102, 103, 104]),
+        "{plan}"
+    );
+
+    // A throttle of 0 holds the new replica back, so verify sees the move in progress;
+    // execute again with a real rate lets it finish.
+    let execute = |throttle: &str| {
+        let out = common::ctl(
+            &bootstrap,
+            &[
+                "reassign",
+                "execute",
+                "--plan",
+                &plan_path,
+                "--throttle",
+                throttle,
+            ],
+        );
+        let printed = out.ok().to_owned();
+        eprintln!("{printed}");
+        assert!(
+            printed.contains(&format!("{TOPIC}-0: reassignment started")),
+            "{printed}"
+        );
+        printed
+    };
+    execute("0");
+    let executed = Instant::now();
+    thread::sleep(Duration::from_secs(2));
+    let in_progress = common::ctl(&bootstrap, &["reassign", "verify", "--plan", &plan_path]);
+    assert_eq!(
+        in_progress.code(),
+        Some(1),
+        "verify while the throttle is 0\n{}",
+        in_progress.describe()
+    );
+    assert!(
+        in_progress.stdout.contains(&format!(
+            "{TOPIC}-0: in progress (adding [104], removing [101])"
+        )),
+        "{}",
+        in_progress.describe()
+    );
+    let p = partitions(&bootstrap, TOPIC).unwrap().remove(0);
+    assert!(
+        !p.isr.contains(&104),
+        "104 caught up at a throttle of 0: {p:?}"
+    );
+    let printed = execute(THROTTLE);
+    assert!(printed.contains("Already being reassigned"), "{printed}");
+    assert_eq!(
+        topic_config(&bootstrap, TOPIC, "follower.replication.throttled.replicas").as_deref(),
+        Some("0:104")
+    );
+    assert_eq!(
+        topic_config(&bootstrap, TOPIC, "leader.replication.throttled.replicas").as_deref(),
+        Some("0:101,0:102,0:103")
+    );
+    let mut last = String::new();
+    let verified = loop {
+        let out = common::ctl(&bootstrap, &["reassign", "verify", "--plan", &plan_path]);
+        match out.code() {
+            Some(0) => break out.stdout,
+            Some(1) => {
+                if out.stdout != last {
+                    eprintln!("{:?}: {}", executed.elapsed(), out.stdout.trim());
+                    last = out.stdout.clone();
+                }
+            }
+            _ => panic!("verify failed\n{}", out.describe()),
+        }
+        assert!(
+            executed.elapsed() < COMPLETE_TIMEOUT,
+            "the reassignment did not complete within {COMPLETE_TIMEOUT:?}; last verify:\n{last}"
+        );
+        thread::sleep(POLL);
+    };
+    let sent_at_completion = sent.load(Ordering::Relaxed);
+    eprintln!(
+        "{:?}: complete after {sent_at_completion} records sent:\n{verified}",
+        executed.elapsed()
+    );
+    assert!(
+        verified.contains(&format!("{TOPIC}-0: complete")),
+        "{verified}"
+    );
+    assert!(
+        verified.contains(&format!("Throttle removed from topic {TOPIC}")),
+        "{verified}"
+    );
+    assert_eq!(
+        topic_config(&bootstrap, TOPIC, "follower.replication.throttled.replicas")
+            .unwrap_or_default(),
+        ""
+    );
+
+    let result = load.join().expect("the producer thread");
+    assert!(
+        sent_at_completion < result.sent,
+        "the load ended before the reassignment completed; nothing was written after it"
+    );
+    let acked: BTreeMap<usize, (i32, i64)> = result
+        .outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(seq, o)| match o {
+            Some(Outcome::Acked { partition, offset }) => Some((seq, (*partition, *offset))),
+            _ => None,
+        })
+        .collect();
+    let failed: Vec<(usize, &Outcome)> = result
+        .outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(seq, o)| match o {
+            Some(o @ Outcome::Failed(_)) => Some((seq, o)),
+            _ => None,
+        })
+        .collect();
+    eprintln!(
+        "{} sent, {} acknowledged, {} failed (first: {:?}); flush {:?}; send error {:?}",
+        result.sent,
+        acked.len(),
+        failed.len(),
+        failed.first(),
+        result.flush,
+        result.send_error
+    );
+    assert_eq!(
+        result.fatal, None,
+        "the idempotent producer hit a fatal error"
+    );
+    assert!(
+        failed.is_empty() && acked.len() == result.sent,
+        "records not acknowledged while a partition moved: {} failed (first {:?})",
+        failed.len(),
+        failed.first()
+    );
+    assert_acked_read_once(&bootstrap, TOPIC, 1, result.sent, &acked);
+
+    let after = wait_full_isr(&bootstrap, TOPIC, "the new replicas in the ISR").remove(0);
+    assert_eq!(after.replicas, target, "{after:?}");
+    let gone = cluster.replica_dir(101, TOPIC, 0);
+    wait_until("broker 101 to delete its copy", CATCH_UP_TIMEOUT, || {
+        if gone.exists() {
+            Err(format!("{} still exists", gone.display()))
+        } else {
+            Ok(())
+        }
+    });
+    assert_replicas_identical(&cluster, TOPIC, 0, &target);
+}
+
+/// What `reassign` refuses, with the Kafka error names the controller answers: a target
+/// on an unknown broker (INVALID_REPLICA_ASSIGNMENT), a changed replication factor without
+/// --allow-replication-factor-change (INVALID_REPLICATION_FACTOR), an unknown topic, a
+/// cancel with nothing in progress (NO_REASSIGNMENT_IN_PROGRESS); and what the tool itself
+/// refuses: a malformed plan, generate with an unknown topic or broker; verify's exit code
+/// for a plan the cluster does not match.
+#[test]
+fn reassignment_refusals_name_kafka_errors() {
+    const TOPIC: &str = "fixed";
+    let cluster = TestCluster::start(TEMP_PREFIX, "a:1", "a:2", &settings(&[]));
+    let bootstrap = cluster.bootstrap_servers();
+    create_topic(
+        &bootstrap,
+        NewTopic::new(TOPIC, 1, TopicReplication::Fixed(2)),
+    );
+    let before = wait_full_isr(&bootstrap, TOPIC, "a leader and a full ISR").remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = |args: &[&str]| common::ctl(&bootstrap, args);
+    let refused = |plan: &str, extra: &[&str], expected: &str| {
+        let mut args = vec!["reassign", "execute", "--plan", plan];
+        args.extend(extra);
+        let out = ctl(&args);
+        out.fails_with(1);
+        assert!(
+            out.stdout.contains(&format!("{TOPIC}-0: {expected}"))
+                || out.stdout.contains(&format!("nope-0: {expected}")),
+            "expected {expected}\n{}",
+            out.describe()
+        );
+        assert!(out.stderr.contains("refused") || out.stderr.contains("not cancelled"));
+    };
+
+    let unknown_broker = write_plan(dir.path(), "unknown.json", &[(TOPIC, 0, &[101, 999])]);
+    refused(&unknown_broker, &[], "INVALID_REPLICA_ASSIGNMENT (39)");
+    let shrink = write_plan(dir.path(), "shrink.json", &[(TOPIC, 0, &[101])]);
+    refused(&shrink, &[], "INVALID_REPLICATION_FACTOR (38)");
+    let no_topic = write_plan(dir.path(), "nope.json", &[("nope", 0, &[101])]);
+    refused(&no_topic, &[], "UNKNOWN_TOPIC_OR_PARTITION (3)");
+    let same = write_plan(dir.path(), "same.json", &[(TOPIC, 0, &before.replicas)]);
+    refused(&same, &["--cancel"], "NO_REASSIGNMENT_IN_PROGRESS (85)");
+    // Nothing changed.
+    assert_eq!(
+        partitions(&bootstrap, TOPIC).unwrap()[0].replicas,
+        before.replicas
+    );
+
+    // The tool's own refusals.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[1,1]}]}"#,
+    )
+    .unwrap();
+    let bad = bad.to_string_lossy().into_owned();
+    let err = ctl(&["reassign", "execute", "--plan", &bad])
+        .fails_with(1)
+        .to_owned();
+    assert!(err.contains("broker 1 appears more than once"), "{err}");
+    let err = ctl(&["reassign", "verify", "--plan", &bad])
+        .fails_with(3)
+        .to_owned();
+    assert!(err.contains("broker 1 appears more than once"), "{err}");
+    let err = ctl(&[
+        "reassign",
+        "generate",
+        "--topics",
+        "nope",
+        "--brokers",
+        "101,102",
+    ])
+    .fails_with(1)
+    .to_owned();
+    assert!(err.contains("unknown topic 'nope'"), "{err}");
+    let err = ctl(&[
+        "reassign",
+        "generate",
+        "--topics",
+        TOPIC,
+        "--brokers",
+        "101,999",
+    ])
+    .fails_with(1)
+    .to_owned();
+    assert!(err.contains("broker 999 is not registered"), "{err}");
+
+    // verify: the current replicas match; a reversed order does not.
+    let out = ctl(&["reassign", "verify", "--plan", &same]);
+    assert!(
+        out.ok().contains(&format!("{TOPIC}-0: complete")),
+        "{}",
+        out.describe()
+    );
+    let reversed: Vec<i32> = before.replicas.iter().rev().copied().collect();
+    let other = write_plan(dir.path(), "other.json", &[(TOPIC, 0, &reversed)]);
+    let out = ctl(&["reassign", "verify", "--plan", &other]);
+    out.fails_with(2);
+    assert!(
+        out.stdout.contains("failed/different"),
+        "{}",
+        out.describe()
+    );
 }

@@ -4,7 +4,9 @@
 //! filter), and DescribeQuorum (`quorum status`, through [`Conn`], since it must find the
 //! quorum leader) and DescribeCluster (`cluster describe`, through [`Cluster::call_any`]);
 //! also CreateTopics, DeleteTopics, Metadata and ElectLeaders for the `perf metadata` and
-//! `perf failover` benchmarks, which need one request in flight per connection.
+//! `perf failover` benchmarks, which need one request in flight per connection;
+//! AlterPartitionReassignments, ListPartitionReassignments, DescribeConfigs and
+//! IncrementalAlterConfigs for `reassign` (librdkafka has no reassignment calls).
 //!
 //! - [`Conn`]: one TCP connection: framing, correlation ids, version negotiation through
 //!   ApiVersions (the highest version both sides speak, capped at what this code fills in).
@@ -82,6 +84,12 @@ fn version_cap(key: ApiKey) -> i16 {
         ApiKey::DeleteTopics => 5,
         // `perf failover`: preferred elections to restore leadership between runs.
         ApiKey::ElectLeaders => 2,
+        // `reassign`: v1 can refuse replication-factor changes.
+        ApiKey::AlterPartitionReassignments => 1,
+        ApiKey::ListPartitionReassignments => 0,
+        // `reassign` throttles: read and change the few configs it manages.
+        ApiKey::DescribeConfigs => 4,
+        ApiKey::IncrementalAlterConfigs => 1,
         _ => 0,
     }
 }
@@ -298,13 +306,13 @@ impl Conn {
 }
 
 /// Exponential backoff with a bounded number of attempts.
-struct Retry {
+pub(crate) struct Retry {
     attempt: u32,
     delay: Duration,
 }
 
 impl Retry {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             attempt: 0,
             delay: RETRY_BACKOFF_INITIAL,
@@ -312,7 +320,7 @@ impl Retry {
     }
 
     /// Sleeps before the next attempt, or fails with `last` when attempts are used up.
-    async fn wait(&mut self, what: &str, last: anyhow::Error) -> anyhow::Result<()> {
+    pub(crate) async fn wait(&mut self, what: &str, last: anyhow::Error) -> anyhow::Result<()> {
         self.attempt += 1;
         if self.attempt >= RETRY_ATTEMPTS_MAX {
             return Err(last.context(format!(
@@ -419,6 +427,16 @@ impl Cluster {
     /// Calls any reachable broker: an open connection first, then the known brokers,
     /// then the bootstrap list.
     pub async fn call_any<R: Request>(&mut self, req: &R) -> anyhow::Result<(R::Response, i16)> {
+        self.call_any_from(req, 0).await
+    }
+
+    /// Like [`Cluster::call_any`], but only brokers that speak `R` at `min_version` or
+    /// above: for requests whose meaning an older version would lose.
+    pub async fn call_any_from<R: Request>(
+        &mut self,
+        req: &R,
+        min_version: i16,
+    ) -> anyhow::Result<(R::Response, i16)> {
         let mut candidates: Vec<String> = self.conns.keys().cloned().collect();
         candidates.extend(self.brokers.values().cloned());
         candidates.extend(self.bootstrap.iter().cloned());
@@ -427,6 +445,28 @@ impl Cluster {
         for addr in candidates {
             if !seen.insert(addr.clone()) {
                 continue;
+            }
+            if min_version > 0 {
+                let version = match self.conn(&addr).await {
+                    Ok(conn) => conn.version::<R>(),
+                    Err(e) => Err(e),
+                };
+                match version {
+                    Ok(v) if v >= min_version => {}
+                    Ok(v) => {
+                        let key = ApiKey::try_from(R::KEY)
+                            .map_or(R::KEY.to_string(), |k| format!("{k:?}"));
+                        errors.push(format!(
+                            "{addr} speaks {key} up to v{v}, v{min_version} is needed"
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        self.conns.remove(&addr);
+                        errors.push(format!("{e:#}"));
+                        continue;
+                    }
+                }
             }
             match self.call_on(&addr, req).await {
                 Ok(r) => return Ok(r),
