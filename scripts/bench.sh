@@ -13,12 +13,16 @@
 #      committed by the metadata quorum, 8 requests in flight against 1) on a local
 #      3-controller, 4-broker cluster (`isthmusctl cluster local`), and `isthmusctl perf
 #      failover` (SIGKILL / SIGTERM of the broker leading the most of 1,000 partitions
-#      until every partition has a live leader again; its own cluster, 3 runs).
+#      until every partition has a live leader again; its own cluster, 3 runs);
+#   7. replication: on the same local stretch layout, 8 partitions of 1 KiB records with
+#      acks=all, RF=1 against RF=3 with min.insync.replicas=2 (peak records/s and MB/s),
+#      then both at half the RF=3 peak for latency.
 # Produce figures are also given as a ratio of the storage page-cache ceiling.
 #
 # Usage: bash scripts/bench.sh [RECORDS]     (default 1000000; prints a Markdown table)
 #        GROUPS_ONLY=1 bash scripts/bench.sh  (only part 5)
 #        CLUSTER_ONLY=1 bash scripts/bench.sh (only part 6; needs python3 to read JSON)
+#        REPLICATION_ONLY=1 bash scripts/bench.sh [RECORDS] (only part 7)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,28 +40,14 @@ cargo build --release -p isthmus-broker -p isthmus-ops >&2
 isthmus=target/release/isthmus
 ctl=target/release/isthmusctl
 
+json_field() { sed -E "s/.*\"$1\":([0-9.eE+-]+).*/\1/"; }
 # Prints a Python expression over the JSON object on stdin (`v`), e.g. v["kill"]["runs"].
 json_expr() { python3 -c "import json, sys; v = json.load(sys.stdin); print($1)"; }
 
 cluster_benches() {
     local topics=500 concurrency=8
-    local out="$work/cluster-local.out"
     # A stretch cluster for `perf metadata`: 3 controllers (a:2, b:1), 4 brokers (a:2, b:2).
-    "$ctl" cluster local --dir "$work/cluster" --base-port 39200 >"$out" 2>&1 &
-    local cluster_pid=$!
-    pids+=("$cluster_pid")
-    for _ in $(seq 600); do
-        grep -q '^Bootstrap servers:' "$out" && break
-        if ! kill -0 "$cluster_pid" 2>/dev/null; then
-            echo "isthmusctl cluster local exited:" >&2
-            cat "$out" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    local bootstrap
-    bootstrap=$(sed -n 's/^Bootstrap servers: //p' "$out")
-    [[ -n $bootstrap ]] || { echo "the local cluster did not start:" >&2; cat "$out" >&2; exit 1; }
+    start_local_cluster cluster 39200
     echo
     echo "| metadata: $topics topics of 1 partition, 1 per request | RF | requests in flight | created/s | vs 1 in flight | p50 ms | p99 ms | deleted/s | vs 1 in flight | p50 ms | p99 ms |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -74,8 +64,8 @@ cluster_benches() {
                 l["delete"]["latency_p50_ms"], l["delete"]["latency_p99_ms"])
             for l in v["levels"])' <<<"$json"
     done
-    kill -TERM "$cluster_pid"
-    wait "$cluster_pid" || true
+    kill -TERM "$local_cluster_pid"
+    wait "$local_cluster_pid" || true
 
     # `perf failover` starts (and stops) a cluster of its own.
     local json
@@ -98,6 +88,71 @@ cluster_benches() {
         ", ".join(str(r["partitions_moved"]) for r in v["controlled_shutdown"]["runs"]),
         v["poll_interval_ms"])' <<<"$json"
 }
+
+# Starts `isthmusctl cluster local` (the default stretch layout: controllers a:2,b:1,
+# brokers a:2,b:2) in $work/$1 from port $2 and sets `bootstrap` to its brokers.
+start_local_cluster() {
+    local out="$work/$1.out"
+    "$ctl" cluster local --dir "$work/$1" --base-port "$2" >"$out" 2>&1 &
+    local cluster_pid=$!
+    pids+=("$cluster_pid")
+    for _ in $(seq 600); do
+        grep -q '^Bootstrap servers:' "$out" && break
+        if ! kill -0 "$cluster_pid" 2>/dev/null; then
+            echo "isthmusctl cluster local exited:" >&2
+            cat "$out" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    bootstrap=$(sed -n 's/^Bootstrap servers: //p' "$out")
+    [[ -n $bootstrap ]] || { echo "the local cluster did not start:" >&2; cat "$out" >&2; exit 1; }
+    local_cluster_pid=$cluster_pid
+}
+
+replication_benches() {
+    start_local_cluster replication 39500
+    local partitions=8 peak_rf3=0 out
+    echo
+    echo "| replication: $partitions partitions, 1 KiB, acks=all, $records records, 4 brokers (a:2, b:2) | records/s | MB/s | vs RF=1 | p50 ms | p99 ms | p99.9 ms |"
+    echo "|---|---|---|---|---|---|---|"
+    local base_rps=0
+    for rf in 1 3; do
+        "$ctl" -b "$bootstrap" topics create --topic "repl-rf$rf" --partitions "$partitions" \
+            --replication-factor "$rf" --config min.insync.replicas=$(( rf > 1 ? 2 : 1 )) >/dev/null
+        sync
+        out=$("$ctl" -b "$bootstrap" perf produce --topic "repl-rf$rf" --num-records "$records" \
+            --record-size 1024 --throughput -1 --acks all --json 2>/dev/null)
+        local rps
+        rps=$(json_field records_per_sec <<<"$out")
+        [[ $rf == 1 ]] && base_rps=$rps
+        [[ $rf == 3 ]] && peak_rf3=$rps
+        printf '| RF=%s%s, peak | %.0f | %.0f | %s | %.1f | %.1f | %.1f |\n' "$rf" \
+            "$([[ $rf == 3 ]] && echo ", min.insync=2")" "$rps" "$(json_field mb_per_sec <<<"$out")" \
+            "$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')" \
+            "$(json_field latency_p50_ms <<<"$out")" "$(json_field latency_p99_ms <<<"$out")" \
+            "$(json_field latency_p999_ms <<<"$out")"
+    done
+    # Latency at half the RF=3 peak, for 20 s, both replication factors.
+    local half
+    half=$(awk -v p="$peak_rf3" 'BEGIN { printf "%d", p / 2 }')
+    for rf in 1 3; do
+        sync
+        out=$("$ctl" -b "$bootstrap" perf produce --topic "repl-rf$rf" --num-records $(( half * 20 )) \
+            --record-size 1024 --throughput "$half" --acks all --json 2>/dev/null)
+        printf '| RF=%s at %s records/s (half the RF=3 peak) | %.0f | %.0f | | %.1f | %.1f | %.1f |\n' "$rf" "$half" \
+            "$(json_field records_per_sec <<<"$out")" "$(json_field mb_per_sec <<<"$out")" \
+            "$(json_field latency_p50_ms <<<"$out")" "$(json_field latency_p99_ms <<<"$out")" \
+            "$(json_field latency_p999_ms <<<"$out")"
+    done
+    kill -TERM "$local_cluster_pid"
+    wait "$local_cluster_pid" || true
+}
+
+if [[ ${REPLICATION_ONLY:-0} == 1 ]]; then
+    replication_benches
+    exit 0
+fi
 
 if [[ ${CLUSTER_ONLY:-0} == 1 ]]; then
     cluster_benches
@@ -135,7 +190,6 @@ start_broker() { # name port extra-args...
     exit 1
 }
 
-json_field() { sed -E "s/.*\"$1\":([0-9.eE+-]+).*/\1/"; }
 # CPU seconds (user + system) a process has used so far.
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
@@ -228,6 +282,7 @@ done
 
 group_benches
 cluster_benches
+replication_benches
 
 echo
 echo "Storage ceiling (criterion, same run): append page cache ${ceiling_cache} MB/s, append + fsync each ${ceiling_fsync} MB/s."

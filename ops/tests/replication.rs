@@ -416,6 +416,32 @@ struct LoadResult {
     send_error: Option<String>,
 }
 
+impl LoadResult {
+    /// Acknowledged records: sequence number → (partition, offset).
+    fn acked(&self) -> BTreeMap<usize, (i32, i64)> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(seq, o)| match o {
+                Some(Outcome::Acked { partition, offset }) => Some((seq, (*partition, *offset))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Records the producer reported as failed, with the error.
+    fn failed(&self) -> Vec<(usize, &str)> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(seq, o)| match o {
+                Some(Outcome::Failed(e)) => Some((seq, e.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Sends records `0..total` (value = the decimal sequence number, partition = seq mod
 /// `partitions`), evenly spread over `spread`, with an idempotent acks=all producer; then
 /// flushes. `sent` counts what was handed over so far.
@@ -610,24 +636,8 @@ fn acks_all_loses_nothing_while_leaders_are_killed() {
         eprintln!("{:?}: broker {victim} back in every ISR", started.elapsed());
     }
     let result = load.join().expect("the producer thread");
-    let acked: BTreeMap<usize, (i32, i64)> = result
-        .outcomes
-        .iter()
-        .enumerate()
-        .filter_map(|(seq, o)| match o {
-            Some(Outcome::Acked { partition, offset }) => Some((seq, (*partition, *offset))),
-            _ => None,
-        })
-        .collect();
-    let failed: Vec<(usize, &str)> = result
-        .outcomes
-        .iter()
-        .enumerate()
-        .filter_map(|(seq, o)| match o {
-            Some(Outcome::Failed(e)) => Some((seq, e.as_str())),
-            _ => None,
-        })
-        .collect();
+    let acked = result.acked();
+    let failed = result.failed();
     let unreported = result.outcomes[..result.sent]
         .iter()
         .filter(|o| o.is_none())
@@ -1293,24 +1303,8 @@ fn reassignment_moves_a_partition_under_acks_all_load() {
         sent_at_completion < result.sent,
         "the load ended before the reassignment completed; nothing was written after it"
     );
-    let acked: BTreeMap<usize, (i32, i64)> = result
-        .outcomes
-        .iter()
-        .enumerate()
-        .filter_map(|(seq, o)| match o {
-            Some(Outcome::Acked { partition, offset }) => Some((seq, (*partition, *offset))),
-            _ => None,
-        })
-        .collect();
-    let failed: Vec<(usize, &Outcome)> = result
-        .outcomes
-        .iter()
-        .enumerate()
-        .filter_map(|(seq, o)| match o {
-            Some(o @ Outcome::Failed(_)) => Some((seq, o)),
-            _ => None,
-        })
-        .collect();
+    let acked = result.acked();
+    let failed = result.failed();
     eprintln!(
         "{} sent, {} acknowledged, {} failed (first: {:?}); flush {:?}; send error {:?}",
         result.sent,

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use crate::image::{MetadataImage, PartitionImage};
-use crate::leadership::unfence_broker;
+use crate::leadership::{unfence_broker, AlterPartitionRequest, IsrMember, BROKER_EPOCH_UNCHECKED};
 use crate::records::{
     BrokerEndpoint, BrokerRegistrationRecord, MetadataProposal, MetadataRecord, PartitionRecord,
     TopicRecord,
@@ -86,4 +86,33 @@ pub(crate) fn add_topic(
 
 pub(crate) fn part(img: &MetadataImage, id: Uuid, p: i32) -> PartitionImage {
     img.partition(&id, p).unwrap().clone()
+}
+
+/// ISR members without broker epochs (AlterPartition before v3).
+pub(crate) fn unchecked(ids: &[i32]) -> Vec<IsrMember> {
+    ids.iter()
+        .map(|&broker_id| IsrMember {
+            broker_id,
+            broker_epoch: BROKER_EPOCH_UNCHECKED,
+        })
+        .collect()
+}
+
+/// The current leader's AlterPartition asking for `isr`, at the partition's epochs.
+pub(crate) fn leader_asks(
+    img: &MetadataImage,
+    t: Uuid,
+    partition: i32,
+    isr: &[i32],
+) -> AlterPartitionRequest {
+    let p = part(img, t, partition);
+    AlterPartitionRequest {
+        broker_id: p.leader,
+        broker_epoch: img.broker(p.leader).unwrap().broker_epoch,
+        topic_id: t,
+        partition,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        new_isr: unchecked(isr),
+    }
 }

@@ -458,15 +458,6 @@ fn alter_setup() -> (MetadataImage, Uuid, AlterPartitionRequest) {
     (img, t, req)
 }
 
-fn unchecked(ids: &[i32]) -> Vec<IsrMember> {
-    ids.iter()
-        .map(|&broker_id| IsrMember {
-            broker_id,
-            broker_epoch: BROKER_EPOCH_UNCHECKED,
-        })
-        .collect()
-}
-
 #[test]
 fn alter_partition_changes_the_isr_with_a_compare_and_set() {
     let (img, t, req) = alter_setup();
@@ -798,15 +789,7 @@ fn random_fence_unfence_sequences_apply_and_never_elect_an_inactive_leader() {
                         .filter(|&r| r == p.leader || rng.gen_bool(0.5))
                         .collect();
                     isr.retain(|&r| img.broker(r).is_some_and(|x| x.is_active()));
-                    let req = AlterPartitionRequest {
-                        broker_id: p.leader,
-                        broker_epoch: img.broker(p.leader).unwrap().broker_epoch,
-                        topic_id: t,
-                        partition: 0,
-                        leader_epoch: p.leader_epoch,
-                        partition_epoch: p.partition_epoch,
-                        new_isr: unchecked(&isr),
-                    };
+                    let req = leader_asks(&img, t, 0, &isr);
                     match alter_partition(&img, &req) {
                         Ok(AlterPartitionOutcome::Propose(c)) => {
                             vec![MetadataRecord::PartitionChange(c)]

@@ -1,10 +1,7 @@
 //! Reassignments started, completed and cancelled, applied through `MetadataImage::apply`.
 
 use super::*;
-use crate::leadership::{
-    alter_partition, fence_broker, AlterPartitionOutcome, AlterPartitionRequest, IsrMember,
-    BROKER_EPOCH_UNCHECKED,
-};
+use crate::leadership::{alter_partition, fence_broker, AlterPartitionOutcome};
 use crate::test_support::*;
 
 /// Applies what `alter_reassignments` proposes and returns the new image and results.
@@ -31,22 +28,7 @@ fn to(t: uuid::Uuid, partition: i32, target: Option<&[i32]>) -> ReassignmentRequ
 
 /// The leader of partition 0 asks for `isr`; the change is applied.
 fn leader_sets_isr(img: &MetadataImage, t: uuid::Uuid, isr: &[i32]) -> MetadataImage {
-    let p = part(img, t, 0);
-    let req = AlterPartitionRequest {
-        broker_id: p.leader,
-        broker_epoch: img.broker(p.leader).unwrap().broker_epoch,
-        topic_id: t,
-        partition: 0,
-        leader_epoch: p.leader_epoch,
-        partition_epoch: p.partition_epoch,
-        new_isr: isr
-            .iter()
-            .map(|&broker_id| IsrMember {
-                broker_id,
-                broker_epoch: BROKER_EPOCH_UNCHECKED,
-            })
-            .collect(),
-    };
+    let req = leader_asks(img, t, 0, isr);
     match alter_partition(img, &req).expect("accepted") {
         AlterPartitionOutcome::Propose(c) => step(img, vec![MetadataRecord::PartitionChange(c)]),
         AlterPartitionOutcome::Unchanged(_) => img.clone(),
