@@ -755,12 +755,13 @@ fn a_leader_cut_off_truncates_what_never_reached_the_isr() {
     // Followers stay paused well under the session timeout (else the controller fences
     // them and drops them from the ISR, leaving no clean leader once the leader is paused
     // too) and under replica.lag.time.max.ms (else the leader drops them).
-    const SESSION_TIMEOUT_MS: u64 = 6000;
-    const FOLLOWERS_PAUSED_MAX: Duration = Duration::from_millis(4000);
-    // Longer than a follower's fetch waits at the leader (Kafka's replica.fetch.wait.max.ms
-    // is 500 ms): a fetch the followers had outstanding when paused is answered, empty,
-    // before the cut-off records arrive, so none of them waits in a follower's socket.
-    const FETCH_SETTLE: Duration = Duration::from_millis(1000);
+    const SESSION_TIMEOUT_MS: u64 = 9000;
+    const FOLLOWERS_PAUSED_MAX: Duration = Duration::from_millis(6000);
+    // Far longer than a follower's fetch waits at the leader (replica.fetch.wait.max.ms,
+    // set to 200 ms here): a fetch the followers had outstanding when paused is answered,
+    // empty, before the cut-off records arrive, so none of them waits in a follower's
+    // socket, even when a loaded machine runs the leader's timer late.
+    const FETCH_SETTLE: Duration = Duration::from_millis(2500);
 
     let session = SESSION_TIMEOUT_MS.to_string();
     let mut cluster = TestCluster::start(
@@ -769,7 +770,8 @@ fn a_leader_cut_off_truncates_what_never_reached_the_isr() {
         "a:2,b:1",
         &settings(&[
             ("broker.session.timeout.ms", session.as_str()),
-            ("replica.lag.time.max.ms", "10000"),
+            ("replica.lag.time.max.ms", "15000"),
+            ("replica.fetch.wait.max.ms", "200"),
         ]),
     );
     let bootstrap = cluster.bootstrap_servers();
