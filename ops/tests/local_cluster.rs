@@ -45,6 +45,18 @@ fn setting<'a>(config: &'a toml::Table, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{name} missing from {config:?}"))
 }
 
+/// A cluster of one combined node in site `east`, in its own temporary folder.
+fn one_combined_node() -> (tempfile::TempDir, Layout, LocalCluster) {
+    let dir = temp_dir();
+    let layout = Layout {
+        base_port: base_port(),
+        ..Layout::combined(sites("east:1"))
+    };
+    let cluster = LocalCluster::start(&layout, dir.path(), &isthmus_binary())
+        .unwrap_or_else(|e| panic!("{e}"));
+    (dir, layout, cluster)
+}
+
 fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("isthmus-ops-local-")
@@ -304,13 +316,7 @@ fn describe(bootstrap: &str) -> (Value, Value) {
 
 #[test]
 fn combined_node_starts_describes_restarts_and_keeps_its_identity() {
-    let dir = temp_dir();
-    let layout = Layout {
-        base_port: base_port(),
-        ..Layout::combined(sites("east:1"))
-    };
-    let mut cluster = LocalCluster::start(&layout, dir.path(), &isthmus_binary())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (dir, layout, mut cluster) = one_combined_node();
     let node = cluster.node(1).expect("node 1");
     assert_eq!(node.role, Role::Combined);
     assert_eq!(node.rack, "east");
@@ -448,13 +454,7 @@ fn read_correlation(stream: &mut std::net::TcpStream, limit: Duration) -> Option
 
 #[test]
 fn a_paused_node_answers_nothing_until_resumed_and_is_never_left_stopped() {
-    let dir = temp_dir();
-    let layout = Layout {
-        base_port: base_port(),
-        ..Layout::combined(sites("east:1"))
-    };
-    let mut cluster = LocalCluster::start(&layout, dir.path(), &isthmus_binary())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (_dir, _, mut cluster) = one_combined_node();
     let addr = cluster.node(1).unwrap().client_addr.unwrap();
     let pid = cluster.node(1).unwrap().pid.unwrap();
     let mut stream = std::net::TcpStream::connect(addr).expect("connects");

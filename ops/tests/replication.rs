@@ -681,12 +681,7 @@ fn acks_all_needs_min_insync_replicas() {
     create_topic(&bootstrap, guarded_topic(TOPIC, 1));
     let p = wait_full_isr(&bootstrap, TOPIC, "a leader and a full ISR").remove(0);
     let leader = p.leader;
-    let followers: Vec<i32> = p
-        .replicas
-        .iter()
-        .copied()
-        .filter(|r| *r != leader)
-        .collect();
+    let followers = p.followers();
     let at_leader = cluster.bootstrap_of(&[leader]);
     produce_one(&at_leader, TOPIC, "all", true, "all-before")
         .unwrap_or_else(|e| panic!("acks=all with a full ISR: {e}"));
@@ -778,12 +773,7 @@ fn a_leader_cut_off_truncates_what_never_reached_the_isr() {
     create_topic(&bootstrap, guarded_topic(TOPIC, 1));
     let p = wait_full_isr(&bootstrap, TOPIC, "a leader and a full ISR").remove(0);
     let old_leader = p.leader;
-    let followers: Vec<i32> = p
-        .replicas
-        .iter()
-        .copied()
-        .filter(|r| *r != old_leader)
-        .collect();
+    let followers = p.followers();
 
     // Records every replica has.
     let values =

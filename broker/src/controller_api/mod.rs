@@ -6,9 +6,10 @@
 //!
 //! Fields read but not acted on (Isthmus has no JBOD directory ids, feature levels or
 //! leader recovery yet): BrokerRegistration `features` and `log_dirs`, BrokerHeartbeat
-//! `offline_log_dirs`, AlterPartition `leader_recovery_state`; ElectLeaders answers once
-//! the elections are committed, bounded by the controller's request timeout rather than
-//! the request's `timeout_ms`.
+//! `offline_log_dirs`, AlterPartition `leader_recovery_state`; ElectLeaders and
+//! AlterPartitionReassignments answer once their changes are committed, bounded by the
+//! controller's request timeout rather than the request's `timeout_ms` (which
+//! ListPartitionReassignments, answered from memory, does not need either).
 
 pub mod channel;
 mod handlers;

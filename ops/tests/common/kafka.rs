@@ -181,6 +181,18 @@ pub struct PartitionView {
     pub isr: Vec<i32>,
 }
 
+impl PartitionView {
+    /// The replicas other than the leader.
+    #[allow(dead_code)] // not every test binary that includes this module uses it
+    pub fn followers(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| *r != self.leader)
+            .collect()
+    }
+}
+
 /// The partitions of `topic` from `bootstrap`'s Metadata, once every one has a leader.
 pub fn partitions(bootstrap: &str, topic: &str) -> Option<Vec<PartitionView>> {
     let consumer: BaseConsumer = ClientConfig::new()
