@@ -108,11 +108,42 @@ pub enum LocalClusterError {
         signal: &'static str,
         err: nix::errno::Errno,
     },
+    #[error(
+        "node {id} (pid {pid}) was sent SIGSTOP but still had running threads after {waited:?}"
+    )]
+    NotStopped { id: i32, pid: u32, waited: Duration },
     #[error("interrupted while starting; the nodes started so far were stopped")]
     Interrupted,
 }
 
 type Result<T> = std::result::Result<T, LocalClusterError>;
+
+/// How long [`LocalCluster::pause`] waits for a node's threads to stop.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether every thread of `pid` is stopped (state `T`, or `t` under a tracer), read from
+/// `/proc/<pid>/task/*/stat`; `None` when the process is gone or is a zombie.
+fn all_threads_stopped(pid: u32) -> Option<bool> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut any = false;
+    for task in tasks.flatten() {
+        // A thread that exited between the listing and the read is not running.
+        let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // The state follows the command name, which is in parentheses and may hold any
+        // character, so look after the last ')'.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        match state {
+            Some('T' | 't') => any = true,
+            Some('Z' | 'X') => {}
+            _ => return Some(false),
+        }
+    }
+    any.then_some(true)
+}
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> LocalClusterError {
     let what = what.into();
@@ -696,8 +727,8 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Freezes the node's process with SIGSTOP: it keeps its sockets and files but runs no
-    /// code, so peers see a node that stopped answering (a long GC pause, a hung VM, a
+    /// Freezes the node's process with SIGSTOP, returning once every thread has stopped: it
+    /// keeps its sockets and files but runs no code, so peers see a node that stopped answering (a long GC pause, a hung VM, a
     /// cut-off host) rather than one whose connections close. Its session with the
     /// controllers lapses after `broker.session.timeout.ms` and it is fenced, while it still
     /// believes whatever it believed. Undo with [`LocalCluster::resume`]; [`kill`],
@@ -718,7 +749,7 @@ impl LocalCluster {
         }
         self.signal(id, Signal::SIGSTOP)?;
         self.paused.insert(id);
-        Ok(())
+        self.wait_stopped(id)
     }
 
     /// Lets a node stopped by [`LocalCluster::pause`] run again (SIGCONT). It goes on from
@@ -801,6 +832,31 @@ impl LocalCluster {
         match self.plan.node(id) {
             Some(_) => Ok(()),
             None => Err(LocalClusterError::UnknownNode(id)),
+        }
+    }
+
+    /// Returns once every thread of the node's process is stopped. `kill` only queues
+    /// SIGSTOP: the group stop begins when one of the process's threads is next scheduled,
+    /// and until then the others go on running, which on a loaded machine is milliseconds
+    /// in which a "paused" node still answers requests.
+    fn wait_stopped(&self, id: i32) -> Result<()> {
+        let Some(pid) = self.children.get(&id).map(|c| c.id()) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        loop {
+            match all_threads_stopped(pid) {
+                // Gone (it died meanwhile): nothing runs, which is what pausing wants.
+                None | Some(true) => return Ok(()),
+                Some(false) if started.elapsed() >= STOP_WAIT => {
+                    return Err(LocalClusterError::NotStopped {
+                        id,
+                        pid,
+                        waited: started.elapsed(),
+                    })
+                }
+                Some(false) => thread::sleep(Duration::from_millis(1)),
+            }
         }
     }
 

@@ -752,11 +752,11 @@ fn a_leader_cut_off_truncates_what_never_reached_the_isr() {
     // too) and under replica.lag.time.max.ms (else the leader drops them).
     const SESSION_TIMEOUT_MS: u64 = 9000;
     const FOLLOWERS_PAUSED_MAX: Duration = Duration::from_millis(6000);
-    // Far longer than a follower's fetch waits at the leader (replica.fetch.wait.max.ms,
-    // set to 200 ms here): a fetch the followers had outstanding when paused is answered,
-    // empty, before the cut-off records arrive, so none of them waits in a follower's
-    // socket, even when a loaded machine runs the leader's timer late.
-    const FETCH_SETTLE: Duration = Duration::from_millis(2500);
+    // Longer than a follower's fetch waits at the leader (replica.fetch.wait.max.ms, 200 ms
+    // here): a fetch the followers had outstanding when paused is answered, empty, before
+    // the cut-off records arrive. (`pause` returns only once every thread has stopped, so
+    // no follower sends another.)
+    const FETCH_SETTLE: Duration = Duration::from_millis(1000);
 
     let session = SESSION_TIMEOUT_MS.to_string();
     let mut cluster = TestCluster::start(
