@@ -22,6 +22,7 @@ pub mod error;
 pub mod history;
 mod plot;
 pub mod report;
+pub mod runtime;
 
 pub use checker::{check, AnomalyKind, CheckOptions, CheckResult};
 pub use error::{JepsenError, Result};
