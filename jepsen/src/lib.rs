@@ -13,16 +13,26 @@
 //! - `plot`: the small SVG line-plot drawer behind the report.
 //! - [`error`]: the crate's error type.
 //!
-//! Not built yet: the runtime (a cluster in network namespaces), the nemeses and the
-//! workload; they write histories through [`history::Recorder`] and hand them to
-//! [`checker::check`] and [`report::write_report`].
+//! - [`runtime`]: where the cluster runs and how faults reach it ([`runtime::local`]:
+//!   processes on loopback ports).
+//! - [`workload`]: the queue workload through librdkafka, and the final drain.
+//! - [`nemesis`]: the faults, how each is aimed and undone.
+//! - [`observer`]: partition leaders, ISRs and the active controller, for aiming and for
+//!   waiting out recovery.
+//! - [`run`]: one run from cluster start to verdict.
+//!
+//! Not built yet: the netns runtime (partitions and WAN latency).
 
 pub mod checker;
 pub mod error;
 pub mod history;
+pub mod nemesis;
+pub mod observer;
 mod plot;
 pub mod report;
+pub mod run;
 pub mod runtime;
+pub mod workload;
 
 pub use checker::{check, AnomalyKind, CheckOptions, CheckResult};
 pub use error::{JepsenError, Result};
