@@ -63,7 +63,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(isthmus_broker::run(config, stop_signal())) {
+    let stop = match runtime.block_on(async { stop_signal() }) {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("isthmus: cannot listen for SIGTERM and SIGINT: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(isthmus_broker::run(config, stop)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("isthmus: {e}");
@@ -72,19 +79,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
+/// Registers the SIGTERM and SIGINT handlers now, before any startup work: a signal that
+/// arrives while the node is still starting (its port may already accept connections)
+/// then stops it cleanly once started, instead of killing it with the default action.
+/// The returned future resolves on the first of the two.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C will stop the broker");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    })
 }
