@@ -6,7 +6,9 @@
 #
 #   apt:    build tools for librdkafka (built from source by the `rdkafka` crate:
 #           make, gcc, g++, pkg-config, zlib1g-dev), kcat, golang-go and Debian's
-#           Sarama (golang-github-shopify-sarama-dev, used in GOPATH mode)
+#           Sarama (golang-github-shopify-sarama-dev, used in GOPATH mode),
+#           iproute2 and iptables (the fault-injection harness's network namespaces,
+#           partitions and packet loss)
 #   python: a venv at .venv/ with tests/clients/python/requirements.txt
 #   node:   `npm ci` in tests/clients/node/
 #
@@ -24,6 +26,9 @@ SECONDS=0
 # zlib headers (libz-sys falls back to its own copy, but the system one is faster).
 # zstd comes from the zstd-sys crate. No cmake, curl, ssl or sasl with these features.
 APT_PACKAGES=(make gcc g++ pkg-config zlib1g-dev kcat golang-go golang-github-shopify-sarama-dev)
+# isthmus-jepsen's netns runtime: `ip netns`, veth pairs, and iptables rules (partitions,
+# `statistic` drops, the REDIRECT that sends traffic between sites through the WAN proxy).
+APT_PACKAGES+=(iproute2 iptables)
 
 # The venv is made with the first Python that has a working `venv` + `ensurepip`;
 # only if none has, Debian's python3-venv is installed for /usr/bin/python3.

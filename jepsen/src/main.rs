@@ -23,7 +23,9 @@ use isthmus_jepsen::{check, AnomalyKind, CheckOptions, CheckResult, History};
     version,
     about = "Fault-injection harness for Isthmus: checks queue histories with Jepsen's Kafka checks",
     after_help = "Examples:
+  isthmus-jepsen run --nemesis kill,pause,partition-sites --time-limit 120s --seed 1
   isthmus-jepsen run --runtime local --nemesis kill,pause --time-limit 60s --seed 1
+  isthmus-jepsen clean
   isthmus-jepsen check --history runs/1/history.jsonl
   isthmus-jepsen check --history runs/1/history.jsonl --allow lost-write,unseen
   isthmus-jepsen report --history runs/1/history.jsonl --out runs/1/report
@@ -31,7 +33,9 @@ use isthmus_jepsen::{check, AnomalyKind, CheckOptions, CheckResult, History};
 Anomaly kinds: lost-write, unseen, duplicate, inconsistent-offsets, g1a, poll-skip,
 nonmonotonic-poll, nonmonotonic-send (see jepsen/README.md).
 
-The netns runtime (partitions, WAN latency) is not built yet: `run` needs --runtime local."
+The netns runtime (the default) puts every node in a network namespace of its own and
+needs root, iproute2 and iptables; --runtime local runs the nodes on loopback ports with
+kill and pause faults only."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -52,6 +56,9 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Remove what killed runs left behind: their network namespaces and the nodes still
+    /// running in them.
+    Clean,
     /// Write a history's HTML report (exits 0 whatever the history holds).
     Report {
         #[command(flatten)]
@@ -238,6 +245,7 @@ impl RunArgs {
             combined: Vec::new(),
             settings,
             base_port: self.base_port,
+            hosts: Default::default(),
         };
         let seed = self.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
@@ -289,6 +297,7 @@ impl RunArgs {
             },
             dir,
             isthmus,
+            sites: self.sites.clone(),
             layout,
             queue,
             nemeses: parse_nemesis_list(&self.nemesis).map_err(anyhow::Error::msg)?,
@@ -353,6 +362,17 @@ fn main() -> ExitCode {
             println!("report: {}", page.display());
             Ok(result.valid)
         }),
+        Cmd::Clean => isthmus_jepsen::runtime::netns::clean()
+            .map(|removed| {
+                if removed.is_empty() {
+                    println!("nothing to clean");
+                }
+                for ns in removed {
+                    println!("removed network namespace {ns}");
+                }
+                true
+            })
+            .map_err(anyhow::Error::from),
         Cmd::Report { check, out } => check.run().and_then(|(history, result)| {
             let page = write_report(&out, &check.history, &history, &result)
                 .context("writing the report")?;

@@ -24,6 +24,7 @@ use crate::nemesis::{self, NemesisKind, Started};
 use crate::observer::Observer;
 use crate::report::write_report;
 use crate::runtime::local::LocalRuntime;
+use crate::runtime::netns::NetnsRuntime;
 use crate::runtime::{Runtime, WanLink};
 use crate::workload::{self, Place, QueueSpec, Workload};
 
@@ -32,7 +33,7 @@ use crate::workload::{self, Place, QueueSpec, Workload};
 pub enum RuntimeKind {
     /// Processes on loopback ports: kill and pause faults only.
     Local,
-    /// A network namespace per node on a bridge: every fault.
+    /// A network namespace per node, routed through a hub: every fault (needs root).
     Netns,
 }
 
@@ -42,6 +43,8 @@ pub struct RunSpec {
     pub runtime: RuntimeKind,
     pub dir: PathBuf,
     pub isthmus: PathBuf,
+    /// The sites, in order (the netns runtime numbers their subnets so).
+    pub sites: Vec<String>,
     /// Sites, controllers, brokers and node settings (ports are the runtime's business).
     pub layout: Layout,
     /// The workload; `bootstrap` is filled in once the cluster runs.
@@ -110,10 +113,11 @@ fn start_runtime(spec: &RunSpec) -> Result<Box<dyn Runtime>, String> {
                 .map_err(|e| format!("starting the cluster: {e}"))?;
             Ok(Box::new(rt))
         }
-        RuntimeKind::Netns => Err(
-            "the netns runtime is not built yet; use --runtime local (kill and pause faults)"
-                .into(),
-        ),
+        RuntimeKind::Netns => {
+            let rt = NetnsRuntime::start(&spec.layout, &spec.sites, &cluster_dir, &spec.isthmus)
+                .map_err(|e| format!("starting the cluster: {e}"))?;
+            Ok(Box::new(rt))
+        }
     }
 }
 

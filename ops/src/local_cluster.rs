@@ -9,6 +9,10 @@
 //!   listening, kill / terminate / restart / pause / resume one node, stop all; dropping it
 //!   kills everything (a paused node included).
 //!
+//! Nodes may also run on hosts of their own ([`NodeHost`]: an address and the command
+//! prefix that runs a program there, e.g. `ip netns exec NS` for the fault-injection
+//! harness's network namespaces); they then listen on fixed ports of that address.
+//!
 //! The folder keeps what a restart needs: `cluster-id` (the id every node was formatted
 //! with) and `layout.json` (the nodes and the ports chosen at the first start, since the
 //! controllers store the voters' addresses when formatted). Each node has `node-<id>/` with
@@ -17,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -47,8 +51,12 @@ pub const BROKER_ID_BASE: i32 = 101;
 pub const CLIENT_LISTENER: &str = "PLAINTEXT";
 /// The listener name of the controller quorum (`controller.listener.names`).
 pub const CONTROLLER_LISTENER: &str = "CONTROLLER";
-/// Every node listens on loopback only: this is a cluster for one machine.
-const HOST: &str = "127.0.0.1";
+/// Nodes without a host of their own listen on loopback only: a cluster for one machine.
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The client port of a node on a host of its own (Kafka's default).
+pub const HOST_CLIENT_PORT: u16 = 9092;
+/// The controller port of a node on a host of its own.
+pub const HOST_CONTROLLER_PORT: u16 = 9093;
 /// Bound on a site name, as the controller bounds rack names.
 const SITE_LEN_MAX: usize = 255;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -268,6 +276,19 @@ pub struct Layout {
     pub base_port: u16,
     /// Settings for every node, in order (a key given twice keeps the last value).
     pub settings: Vec<(String, String)>,
+    /// Hosts of their own, by node id: every node of the layout, or none (then all run on
+    /// loopback, with ports from `base_port`).
+    pub hosts: BTreeMap<i32, NodeHost>,
+}
+
+/// A host of a node's own: its address, and how a program is started there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeHost {
+    /// The node listens here, on [`HOST_CLIENT_PORT`] and [`HOST_CONTROLLER_PORT`].
+    pub addr: IpAddr,
+    /// Words put before `isthmus --config …` when the node is started (e.g. `ip netns
+    /// exec NS`); the prefix must exec the program, so that its pid is the node's.
+    pub exec_prefix: Vec<String>,
 }
 
 impl Default for Layout {
@@ -283,6 +304,7 @@ impl Default for Layout {
             combined: Vec::new(),
             base_port: DEFAULT_BASE_PORT,
             settings: Vec::new(),
+            hosts: BTreeMap::new(),
         }
     }
 }
@@ -321,6 +343,15 @@ impl Layout {
                 ));
             }
         }
+        if !self.hosts.is_empty() {
+            let ids: BTreeSet<i32> = self.members().iter().map(|m| m.0).collect();
+            let hosted: BTreeSet<i32> = self.hosts.keys().copied().collect();
+            if ids != hosted {
+                return bad(format!(
+                    "hosts are given for nodes {hosted:?} but the layout has nodes {ids:?}; give every node a host, or none"
+                ));
+            }
+        }
         if !self.combined.is_empty() {
             if !self.controllers.is_empty() || !self.brokers.is_empty() {
                 return bad("combined nodes cannot be mixed with dedicated controllers or brokers; give either --combined or --controllers/--brokers".into());
@@ -351,7 +382,7 @@ impl Layout {
     }
 
     /// The nodes in id order, without ports: `(id, role, site)`.
-    fn members(&self) -> Vec<(i32, Role, String)> {
+    pub fn members(&self) -> Vec<(i32, Role, String)> {
         let expand = |sites: &[SiteCount], role: Role, first_id: i32| -> Vec<(i32, Role, String)> {
             sites
                 .iter()
@@ -367,7 +398,8 @@ impl Layout {
     }
 
     /// The plan for `dir` with ports from [`Layout::base_port`] upward that `port_free`
-    /// accepts, each used once: controllers' ports first, then brokers', in id order.
+    /// accepts, each used once, in id order; nodes on hosts of their own take the fixed
+    /// ports of their address instead.
     pub fn plan_with(&self, dir: &Path, mut port_free: impl FnMut(u16) -> bool) -> Result<Plan> {
         self.validate()?;
         let mut next = u32::from(self.base_port);
@@ -385,6 +417,17 @@ impl Layout {
         };
         let mut nodes = Vec::new();
         for (id, role, rack) in self.members() {
+            if let Some(host) = self.hosts.get(&id) {
+                nodes.push(NodeSpec {
+                    id,
+                    role,
+                    rack,
+                    client_port: role.is_broker().then_some(HOST_CLIENT_PORT),
+                    controller_port: role.is_controller().then_some(HOST_CONTROLLER_PORT),
+                    host: host.addr,
+                });
+                continue;
+            }
             let client_port = if role.is_broker() {
                 Some(take(&format!("node {id}"))?)
             } else {
@@ -401,6 +444,7 @@ impl Layout {
                 rack,
                 client_port,
                 controller_port,
+                host: LOOPBACK,
             });
         }
         Ok(Plan {
@@ -418,7 +462,7 @@ impl Layout {
 
 /// Whether `port` can be bound on the loopback address now.
 pub fn port_is_free(port: u16) -> bool {
-    TcpListener::bind((HOST, port)).is_ok()
+    TcpListener::bind((LOOPBACK, port)).is_ok()
 }
 
 /// One node of a plan.
@@ -432,17 +476,22 @@ pub struct NodeSpec {
     pub client_port: Option<u16>,
     /// The controller listener's port (controllers and combined nodes).
     pub controller_port: Option<u16>,
+    /// The address it listens on (loopback unless it has a host of its own).
+    #[serde(default = "loopback")]
+    pub host: IpAddr,
+}
+
+fn loopback() -> IpAddr {
+    LOOPBACK
 }
 
 impl NodeSpec {
     pub fn client_addr(&self) -> Option<SocketAddr> {
-        self.client_port
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+        self.client_port.map(|p| SocketAddr::new(self.host, p))
     }
 
     pub fn controller_addr(&self) -> Option<SocketAddr> {
-        self.controller_port
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+        self.controller_port.map(|p| SocketAddr::new(self.host, p))
     }
 
     /// The port that shows the node is up: clients' for nodes that serve them.
@@ -451,7 +500,10 @@ impl NodeSpec {
     }
 
     fn same_member(&self, other: &NodeSpec) -> bool {
-        self.id == other.id && self.role == other.role && self.rack == other.rack
+        self.id == other.id
+            && self.role == other.role
+            && self.rack == other.rack
+            && self.host == other.host
     }
 }
 
@@ -465,11 +517,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `controller.quorum.voters`: `id@127.0.0.1:port` for every controller, by id.
+    /// `controller.quorum.voters`: `id@host:port` for every controller, by id.
     pub fn voters(&self) -> String {
         self.nodes
             .iter()
-            .filter_map(|n| Some(format!("{}@{HOST}:{}", n.id, n.controller_port?)))
+            .filter_map(|n| Some(format!("{}@{}", n.id, n.controller_addr()?)))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -478,7 +530,7 @@ impl Plan {
     pub fn bootstrap_servers(&self) -> String {
         self.nodes
             .iter()
-            .filter_map(|n| Some(format!("{HOST}:{}", n.client_port?)))
+            .filter_map(|n| Some(n.client_addr()?.to_string()))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -513,11 +565,11 @@ impl Plan {
     /// (a key given twice keeps its last value, in its first place).
     pub fn node_settings(&self, node: &NodeSpec) -> Vec<(String, String)> {
         let mut listeners = Vec::new();
-        if let Some(p) = node.client_port {
-            listeners.push(format!("{CLIENT_LISTENER}://{HOST}:{p}"));
+        if let Some(addr) = node.client_addr() {
+            listeners.push(format!("{CLIENT_LISTENER}://{addr}"));
         }
-        if let Some(p) = node.controller_port {
-            listeners.push(format!("{CONTROLLER_LISTENER}://{HOST}:{p}"));
+        if let Some(addr) = node.controller_addr() {
+            listeners.push(format!("{CONTROLLER_LISTENER}://{addr}"));
         }
         let path = |p: PathBuf| p.to_string_lossy().into_owned();
         let mut out: Vec<(String, String)> = vec![
@@ -601,6 +653,8 @@ pub struct LocalCluster {
     cluster_id: String,
     children: BTreeMap<i32, Child>,
     starts: BTreeMap<i32, u32>,
+    /// How each node on a host of its own is started there ([`NodeHost::exec_prefix`]).
+    exec_prefixes: BTreeMap<i32, Vec<String>>,
     /// Nodes stopped with SIGSTOP by [`LocalCluster::pause`] and not resumed since.
     paused: BTreeSet<i32>,
 }
@@ -645,6 +699,11 @@ impl LocalCluster {
             cluster_id,
             children: BTreeMap::new(),
             starts: BTreeMap::new(),
+            exec_prefixes: layout
+                .hosts
+                .iter()
+                .map(|(id, h)| (*id, h.exec_prefix.clone()))
+                .collect(),
             paused: BTreeSet::new(),
         };
         let ids: Vec<i32> = cluster.plan.nodes.iter().map(|n| n.id).collect();
@@ -944,11 +1003,17 @@ impl LocalCluster {
             .open(&log_path)
             .map_err(io_error(format!("opening {}", log_path.display())))?;
         let config = self.plan.config_path(id);
-        let mut cmd = isthmus_command(&self.binary);
+        let prefix = self
+            .exec_prefixes
+            .get(&id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut cmd = isthmus_command(&self.binary, prefix);
         cmd.arg("--config").arg(&config);
         let _ = writeln!(
             log,
-            "===== isthmusctl cluster local: start #{starts} of node {id}: {} --config {} =====",
+            "===== isthmusctl cluster local: start #{starts} of node {id}: {}{} --config {} =====",
+            prefix.iter().map(|w| format!("{w} ")).collect::<String>(),
             self.binary.display(),
             config.display()
         );
@@ -1040,10 +1105,17 @@ impl Drop for LocalCluster {
     }
 }
 
-/// `isthmus` without the caller's `ISTHMUS_*` variables, which would win over the configs,
-/// and without colours, since its output goes to a file.
-fn isthmus_command(binary: &Path) -> Command {
-    let mut cmd = Command::new(binary);
+/// `isthmus` (after `prefix`, if any) without the caller's `ISTHMUS_*` variables, which
+/// would win over the configs, and without colours, since its output goes to a file.
+fn isthmus_command(binary: &Path, prefix: &[String]) -> Command {
+    let mut cmd = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(binary);
+            cmd
+        }
+        None => Command::new(binary),
+    };
     cmd.env("NO_COLOR", "1");
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with(BROKER_ENV_PREFIX) {
@@ -1081,6 +1153,7 @@ fn load_or_plan(layout: &Layout, dir: &Path) -> Result<Plan> {
             }
             let busy: Vec<String> = stored
                 .iter()
+                .filter(|n| n.host == LOOPBACK)
                 .flat_map(|n| {
                     [n.client_port, n.controller_port]
                         .into_iter()
@@ -1131,7 +1204,7 @@ fn load_or_create_cluster_id(dir: &Path, binary: &Path) -> Result<String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(format!("reading {}", path.display()))(e)),
     }
-    let mut cmd = isthmus_command(binary);
+    let mut cmd = isthmus_command(binary, &[]);
     cmd.arg("random-uuid");
     let out = run_captured(&mut cmd, COMMAND_TIMEOUT, "creating a cluster id")?;
     let id = out.trim().to_owned();
@@ -1165,7 +1238,7 @@ fn is_formatted(plan: &Plan, id: i32) -> bool {
 }
 
 fn format_node(plan: &Plan, id: i32, binary: &Path, cluster_id: &str) -> Result<()> {
-    let mut cmd = isthmus_command(binary);
+    let mut cmd = isthmus_command(binary, &[]);
     cmd.arg("format")
         .arg("--config")
         .arg(plan.config_path(id))
@@ -1311,6 +1384,47 @@ mod tests {
         );
         assert!(parse_setting("node.id=3").unwrap_err().contains("per node"));
         assert!(parse_setting("novalue").is_err());
+    }
+
+    #[test]
+    fn nodes_on_hosts_of_their_own_listen_on_fixed_ports_of_their_address() {
+        let mut layout = Layout {
+            controllers: parse_sites("a:1").unwrap(),
+            brokers: parse_sites("a:1,b:1").unwrap(),
+            ..Layout::default()
+        };
+        let host = |last: u8| NodeHost {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 77, 1, last)),
+            exec_prefix: vec![
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                format!("n{last}"),
+            ],
+        };
+        layout.hosts = [(1, host(10)), (101, host(11))].into_iter().collect();
+        let err = layout.plan_with(Path::new("/c"), |_| true).unwrap_err();
+        assert!(err.to_string().contains("give every node a host"), "{err}");
+        layout.hosts.insert(102, host(12));
+        // No port is probed: the addresses are not this host's.
+        let plan = layout
+            .plan_with(Path::new("/c"), |_| panic!("no port probe"))
+            .unwrap();
+        assert_eq!(plan.voters(), "1@10.77.1.10:9093");
+        assert_eq!(plan.bootstrap_servers(), "10.77.1.11:9092,10.77.1.12:9092");
+        let settings = plan.node_settings(&plan.nodes[1]);
+        let listeners = settings.iter().find(|(k, _)| k == "listeners").unwrap();
+        assert_eq!(listeners.1, "PLAINTEXT://10.77.1.11:9092");
+        // A stored layout from before hosts existed reads as loopback.
+        let old: NodeSpec = serde_json::from_str(
+            r#"{"id":1,"role":"controller","rack":"a","client_port":null,"controller_port":19090}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            old.controller_addr(),
+            Some("127.0.0.1:19090".parse().unwrap())
+        );
+        assert!(!old.same_member(&plan.nodes[0]), "moved to another host");
     }
 
     #[test]

@@ -70,6 +70,7 @@ fn start(controllers: &str, brokers: &str, combined: &str) -> (tempfile::TempDir
         combined: sites(combined),
         base_port: cluster_base_port(),
         settings: fast_settings(),
+        hosts: Default::default(),
     };
     let cluster = LocalCluster::start(&layout, dir.path(), &isthmus_binary())
         .unwrap_or_else(|e| panic!("starting {controllers}/{brokers}/{combined}: {e}"));
@@ -763,9 +764,9 @@ fn elect_leaders_moves_leadership_back_on_demand() {
     let layout = Layout {
         controllers: parse_sites("a:1").unwrap(),
         brokers: parse_sites("a:1,b:1").unwrap(),
-        combined: Vec::new(),
         base_port: cluster_base_port(),
         settings,
+        ..Layout::default()
     };
     let mut cluster = LocalCluster::start(&layout, dir.path(), &isthmus_binary())
         .unwrap_or_else(|e| panic!("{e}"));

@@ -6,9 +6,14 @@
 //! - [`local::LocalRuntime`]: every node a process on loopback ports (the local stretch
 //!   layout of `isthmusctl cluster local`). No network of its own, so processes faults only;
 //!   for machines where namespaces are not allowed.
-//! - `netns`: every node a host in its own network namespace on a bridge.
+//! - [`netns::NetnsRuntime`]: every node a host in its own network namespace, routed
+//!   through a hub namespace ([`topology`]); partitions and loss with iptables, WAN delay
+//!   through [`wan_proxy`]. Needs root.
 
 pub mod local;
+pub mod netns;
+pub mod topology;
+pub mod wan_proxy;
 
 use std::path::PathBuf;
 

@@ -46,12 +46,12 @@ impl TestCluster {
         let layout = Layout {
             controllers: parse_sites(controllers).unwrap(),
             brokers: parse_sites(brokers).unwrap(),
-            combined: Vec::new(),
             base_port: cluster_base_port(),
             settings: settings
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..Layout::default()
         };
         match LocalCluster::start(&layout, dir.path(), &super::isthmus_binary()) {
             Ok(cluster) => TestCluster {
