@@ -152,7 +152,9 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, String> {
     let log_files = runtime.lock().expect("runtime lock").log_files();
     let mut problems = Vec::new();
     let body = drive(spec, &runtime, &recorder, &mut problems);
-    // Stop every node before reading their logs and the history.
+    // Stop every node (and remove the runtime's network) before reading their logs and
+    // the history. `drive`'s client threads hold only weak handles: this is the last.
+    debug_assert_eq!(Arc::strong_count(&runtime), 1);
     drop(runtime);
     copy_logs(&log_files, &spec.dir.join("logs"));
     let interrupted = body?;
@@ -181,10 +183,15 @@ fn drive(
     recorder: &Arc<Recorder>,
     problems: &mut Vec<String>,
 ) -> Result<bool, String> {
+    // Client threads (the observer's among them) may outlive this function; a weak handle
+    // lets `run` drop the runtime, and so stop the nodes and remove what the runtime made,
+    // at a moment of its choosing rather than whenever the last such thread ends.
     let place: Place = {
-        let runtime = Arc::clone(runtime);
+        let runtime = Arc::downgrade(runtime);
         Arc::new(move |client| {
             runtime
+                .upgrade()
+                .ok_or_else(|| "the cluster is stopped".to_string())?
                 .lock()
                 .expect("runtime lock")
                 .enter_client(client)

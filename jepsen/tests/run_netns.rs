@@ -6,7 +6,8 @@
 //! - The network: a site partition cuts exactly the links between sites, WAN latency
 //!   slows every crossing (also on connections opened before it), healing restores both,
 //!   and dropping the runtime removes every namespace.
-//! - Leftovers of a killed run stop the next run until `isthmus-jepsen clean`.
+//! - Leftovers of a killed run stop the next run until `isthmus-jepsen clean`; a run
+//!   stopped with SIGTERM in the middle of a partition removes everything itself.
 //! - A safe stretch layout (RF=3 over two sites, min.insync=2, acks=all, idempotence)
 //!   under kills, pauses and site partitions: no anomaly.
 //! - An unsafe one (acks=1, min.insync=1, unclean election) under site partitions: lost
@@ -23,13 +24,38 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use isthmus_jepsen::history::F;
+use isthmus_jepsen::history::{Phase, F};
 use isthmus_jepsen::runtime::netns::{clean, NetnsRuntime};
 use isthmus_jepsen::runtime::{Grudge, Runtime, RuntimeError, WanLink};
 use isthmus_jepsen::{check, AnomalyKind, CheckOptions, History};
 use isthmus_ops::local_cluster::{Layout, SiteCount};
 
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A run in the background: if the test fails, the run is stopped with SIGTERM (so it
+/// removes its namespaces) and its output is shown.
+struct StopOnDrop {
+    child: std::process::Child,
+    output: PathBuf,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "output of the run:\n{}",
+                std::fs::read_to_string(&self.output).unwrap_or_default()
+            );
+        }
+    }
+}
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
@@ -255,6 +281,83 @@ fn leftovers_of_a_killed_run_block_the_next_until_cleaned() {
         clean().unwrap(),
         Vec::<String>::new(),
         "nothing left to clean"
+    );
+}
+
+#[test]
+fn sigterm_during_a_partition_heals_stops_and_removes_everything() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let output = tmp.path().join("output.txt");
+    let log = std::fs::File::create(&output).unwrap();
+    let child = Command::new(jepsen_binary())
+        .arg("run")
+        .arg("--dir")
+        .arg(&dir)
+        .args(["--nemesis", "partition-sites", "--interval", "2s"])
+        .args(["--time-limit", "5m", "--seed", "5"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut child = StopOnDrop {
+        child,
+        output: output.clone(),
+    };
+    let child = &mut child.child;
+    // Wait for the partition to be on.
+    let history = dir.join("history.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(&history).unwrap_or_default();
+        if text.contains(r#""phase":"start""#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no fault started within 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ours = format!("isj{pid}-");
+    assert!(namespaces().iter().any(|n| n.starts_with(&ours)));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not stop within 120 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), Some(130), "interrupted");
+    assert_no_namespaces_of(pid);
+    assert!(
+        dir.join("report/index.html").is_file(),
+        "the report is written"
+    );
+    let history = History::read(&history).unwrap();
+    let healed = history
+        .ops()
+        .iter()
+        .any(|op| op.f == F::Nemesis && op.phase == Some(Phase::Stop));
+    assert!(healed, "the fault in progress was healed and recorded");
+    let nodes = Command::new("pgrep")
+        .arg("-f")
+        .arg(dir.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        nodes.stdout.is_empty(),
+        "nodes left running: {}",
+        String::from_utf8_lossy(&nodes.stdout)
     );
 }
 
