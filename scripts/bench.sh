@@ -23,6 +23,7 @@
 #        GROUPS_ONLY=1 bash scripts/bench.sh  (only part 5)
 #        CLUSTER_ONLY=1 bash scripts/bench.sh (only part 6; needs python3 to read JSON)
 #        REPLICATION_ONLY=1 bash scripts/bench.sh [RECORDS] (only part 7)
+#        BENCH_BIN_DIR=DIR … (isthmus and isthmusctl from DIR instead of a fresh release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,9 +37,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -p isthmus-broker -p isthmus-ops >&2
-isthmus=target/release/isthmus
-ctl=target/release/isthmusctl
+if [[ -n ${BENCH_BIN_DIR:-} ]]; then
+    # Binaries built elsewhere (e.g. a baseline commit), to compare two builds in one run.
+    isthmus=$BENCH_BIN_DIR/isthmus
+    ctl=$BENCH_BIN_DIR/isthmusctl
+else
+    cargo build --release -p isthmus-broker -p isthmus-ops >&2
+    isthmus=target/release/isthmus
+    ctl=target/release/isthmusctl
+fi
 
 json_field() { sed -E "s/.*\"$1\":([0-9.eE+-]+).*/\1/"; }
 # Prints a Python expression over the JSON object on stdin (`v`), e.g. v["kill"]["runs"].

@@ -32,7 +32,7 @@
 //! ```text
 //! Log::open(dir, LogConfig, clean_shutdown) -> Result<Log>
 //! log.append_as_leader(&records, leader_epoch, now_ms) -> Result<AppendOutcome>
-//! log.append_as_follower(&mut records) -> Result<AppendOutcome>
+//! log.append_as_follower(&records) -> Result<AppendOutcome>
 //! log.read(offset, max_bytes, upper_bound, min_one_batch) -> Result<ReadResult>
 //! log.log_start_offset() / log_end_offset() / size_bytes() / recovery_point()
 //! log.unflushed() -> Option<FlushJob>;  job.sync();  log.mark_flushed(&job)

@@ -633,10 +633,7 @@ impl Log {
     /// Follower (or mirror) append: batches keep their offsets and epochs. Offsets must
     /// increase and start at or after the log end; gaps are allowed, as a compacted
     /// leader produces them.
-    pub fn append_as_follower(
-        &mut self,
-        records: &mut [u8],
-    ) -> Result<AppendOutcome, StorageError> {
+    pub fn append_as_follower(&mut self, records: &[u8]) -> Result<AppendOutcome, StorageError> {
         let infos = batch::batches(records, Validation::Stored).collect::<Result<Vec<_>, _>>()?;
         let (Some(first), Some(last)) = (infos.first(), infos.last()) else {
             return Err(StorageError::InvalidRecord("no record batches".into()));

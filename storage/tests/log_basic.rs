@@ -375,14 +375,14 @@ fn follower_append_keeps_offsets() {
         .record(1, None, Some(b"a"), &[])
         .record(2, None, Some(b"b"), &[])
         .build();
-    log.append_as_follower(&mut b).unwrap();
+    log.append_as_follower(&b).unwrap();
     // A gap (compacted leader) is fine; going backwards is not.
     let mut c = BatchBuilder::new(10)
         .partition_leader_epoch(4)
         .record(3, None, Some(b"c"), &[])
         .build();
     assert!(matches!(
-        log.append_as_follower(&mut c).unwrap(),
+        log.append_as_follower(&c).unwrap(),
         AppendOutcome::Appended {
             base_offset: 10,
             last_offset: 10,
@@ -393,7 +393,7 @@ fn follower_append_keeps_offsets() {
         .record(3, None, Some(b"d"), &[])
         .build();
     assert!(matches!(
-        log.append_as_follower(&mut d),
+        log.append_as_follower(&d),
         Err(StorageError::UnexpectedAppendOffset {
             offset: 5,
             expected_at_least: 11

@@ -129,12 +129,24 @@ pub async fn read_response(
             "a frame of {len} bytes (at most {max_frame} accepted)"
         ));
     }
-    let mut body = vec![0u8; len as usize];
-    stream
-        .read_exact(&mut body)
-        .await
-        .map_err(|e| format!("reading: {e}"))?;
-    let mut body = Bytes::from(body);
+    // Read into uninitialised capacity: a follower's answers are megabytes of records,
+    // and zeroing them first only to overwrite them costs a pass over every byte.
+    let len = len as usize;
+    let mut body = BytesMut::with_capacity(len);
+    let mut frame = (&mut *stream).take(len as u64);
+    while body.len() < len {
+        let read = frame
+            .read_buf(&mut body)
+            .await
+            .map_err(|e| format!("reading: {e}"))?;
+        if read == 0 {
+            return Err(format!(
+                "the connection closed {} bytes into a {len}-byte frame",
+                body.len()
+            ));
+        }
+    }
+    let mut body = body.freeze();
     let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))
         .map_err(|e| format!("decoding the response header: {e}"))?;
     if header.correlation_id != correlation_id {

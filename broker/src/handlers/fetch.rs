@@ -39,6 +39,11 @@ use crate::replica::Partition;
 /// Upper bound on a long poll, whatever the client asks: keeps a bad `max_wait_ms` from
 /// parking a connection for hours.
 const MAX_FETCH_WAIT_MS: u64 = 60_000;
+/// How long a waiting follower fetch stays open after the high watermark moved, for data
+/// to come with it. Followers learn the high watermark promptly (consumers reading from
+/// them see new records), yet under load, when data follows within this, one answer
+/// carries both instead of an empty answer and a second round.
+const FOLLOWER_HW_LINGER: Duration = Duration::from_millis(10);
 
 /// `isolation_level` 1 = read_committed.
 const READ_COMMITTED: i8 = 1;
@@ -245,20 +250,27 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                 .flat_map(|(_, _, w)| w.iter())
                 .any(|w| w.holdable);
             let quota = &broker.replication_quotas.leader;
+            // When this follower fetch answers for the high watermark alone.
+            let mut hw_due: Option<Instant> = None;
             loop {
                 for w in &mut watches {
                     w.borrow_and_update();
                 }
                 let hold = any_holdable && quota.is_exceeded(crate::broker::now_ms());
                 let pass = read_all(&topics, max_bytes, read_committed, follower, hold);
-                let hw_moved = follower
+                let now = Instant::now();
+                if hw_due.is_none()
+                    && follower
                     && open()
                         .zip(&hw_at_start)
-                        .any(|(p, start)| p.high_watermark() > *start);
+                        .any(|(p, start)| p.high_watermark() > *start)
+                {
+                    hw_due = Some(now + FOLLOWER_HW_LINGER);
+                }
                 if pass.bytes >= min_bytes
                     || pass.any_error
-                    || hw_moved
-                    || Instant::now() >= deadline
+                    || hw_due.is_some_and(|due| now >= due)
+                    || now >= deadline
                     || watches.is_empty()
                 {
                     if follower {
@@ -270,11 +282,12 @@ pub fn handle(broker: &Arc<Broker>, header: &RequestContext, body: RequestKind) 
                         pass.response,
                     ));
                 }
+                let wake_at = hw_due.map_or(deadline, |due| due.min(deadline));
                 let changed =
                     futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
                 tokio::select! {
                     _ = changed => {}
-                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = tokio::time::sleep_until(wake_at) => {}
                 }
             }
         }

@@ -428,6 +428,11 @@ async fn fetch_round(
             continue;
         }
         let p = &s.partition;
+        if p.has_failed() {
+            // Its log end may hold data that never reached the disk: fetching from there
+            // would tell the leader this replica has it. Silent, it drops out of the ISR.
+            continue;
+        }
         if p.throttled(me).1 {
             let in_sync = image
                 .topic(&p.topic)

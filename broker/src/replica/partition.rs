@@ -209,11 +209,15 @@ impl Partition {
         let flush = self.settings.read().flush;
         let (outcome, end, unflushed) = self.with_log(|log| {
             let outcome = log.append_as_leader(records, epoch, now_ms)?;
-            Ok((outcome, log.log_end_offset(), log.unflushed_messages()))
+            let end = log.log_end_offset();
+            // Published under the log's lock: two appends on different connections would
+            // otherwise publish in either order, and a follower that read to the later
+            // end would then be told its offset is past the log end.
+            if matches!(outcome, AppendOutcome::Appended { .. }) {
+                self.log_end.send_replace(end);
+            }
+            Ok((outcome, end, log.unflushed_messages()))
         })?;
-        if matches!(outcome, AppendOutcome::Appended { .. }) {
-            self.log_end.send_replace(end);
-        }
         match (&outcome, flush) {
             (AppendOutcome::Appended { .. }, FlushPolicy::Durable) => {
                 self.flush_signal.notify_one()
@@ -530,12 +534,12 @@ impl Partition {
     /// Follower append: the leader's batches at the leader's offsets. Returns the new log
     /// end; durability follows through [`Partition::wait_durable`].
     pub fn append_as_follower(&self, records: &[u8]) -> Result<i64, BrokerError> {
-        let mut owned = records.to_vec();
         let end = self.with_log(|log| {
-            log.append_as_follower(&mut owned)?;
-            Ok(log.log_end_offset())
+            log.append_as_follower(records)?;
+            let end = log.log_end_offset();
+            self.log_end.send_replace(end);
+            Ok(end)
         })?;
-        self.log_end.send_replace(end);
         self.flush_signal.notify_one();
         Ok(end)
     }
