@@ -370,14 +370,14 @@ fn epoch_cache_follows_appends_and_truncation() {
 fn follower_append_keeps_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config(), false).unwrap();
-    let mut b = BatchBuilder::new(0)
+    let b = BatchBuilder::new(0)
         .partition_leader_epoch(2)
         .record(1, None, Some(b"a"), &[])
         .record(2, None, Some(b"b"), &[])
         .build();
     log.append_as_follower(&b).unwrap();
     // A gap (compacted leader) is fine; going backwards is not.
-    let mut c = BatchBuilder::new(10)
+    let c = BatchBuilder::new(10)
         .partition_leader_epoch(4)
         .record(3, None, Some(b"c"), &[])
         .build();
@@ -389,7 +389,7 @@ fn follower_append_keeps_offsets() {
             ..
         }
     ));
-    let mut d = BatchBuilder::new(5)
+    let d = BatchBuilder::new(5)
         .record(3, None, Some(b"d"), &[])
         .build();
     assert!(matches!(
