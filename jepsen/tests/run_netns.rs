@@ -16,19 +16,22 @@
 //! Leftovers are global to the machine, so these tests run one at a time: a test group
 //! in `.config/nextest.toml`, and [`SERIAL`] under `cargo test`.
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use isthmus_jepsen::history::{Phase, F};
 use isthmus_jepsen::runtime::netns::{clean, NetnsRuntime};
 use isthmus_jepsen::runtime::{Grudge, Runtime, RuntimeError, WanLink};
-use isthmus_jepsen::{check, AnomalyKind, CheckOptions, History};
+use isthmus_jepsen::History;
 use isthmus_ops::local_cluster::{Layout, SiteCount};
+
+mod common;
+
+use common::{assert_lost_writes, assert_no_nodes_left, assert_safe_run, jepsen_binary, run};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -61,10 +64,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn jepsen_binary() -> &'static str {
-    env!("CARGO_BIN_EXE_isthmus-jepsen")
-}
-
 /// `target/<profile>/isthmus`, built with the workspace's binaries.
 fn isthmus_binary() -> PathBuf {
     let path = Path::new(jepsen_binary()).with_file_name("isthmus");
@@ -81,37 +80,6 @@ fn namespaces() -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect()
-}
-
-/// Runs `isthmus-jepsen run` in `dir`; returns its output and pid (the namespaces'
-/// owner).
-fn run(dir: &Path, args: &[&str]) -> (Output, u32) {
-    let child = Command::new(jepsen_binary())
-        .arg("run")
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("isthmus-jepsen runs");
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    eprintln!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out, pid)
-}
-
-fn nemeses_started(history: &History) -> BTreeSet<String> {
-    history
-        .ops()
-        .iter()
-        .filter(|op| op.f == F::Nemesis && op.error.is_none())
-        .filter_map(|op| op.name.clone())
         .collect()
 }
 
@@ -349,16 +317,7 @@ fn sigterm_during_a_partition_heals_stops_and_removes_everything() {
         .iter()
         .any(|op| op.f == F::Nemesis && op.phase == Some(Phase::Stop));
     assert!(healed, "the fault in progress was healed and recorded");
-    let nodes = Command::new("pgrep")
-        .arg("-f")
-        .arg(dir.to_str().unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        nodes.stdout.is_empty(),
-        "nodes left running: {}",
-        String::from_utf8_lossy(&nodes.stdout)
-    );
+    assert_no_nodes_left(&dir);
 }
 
 #[test]
@@ -381,21 +340,8 @@ fn a_safe_stretch_cluster_loses_nothing_under_kills_pauses_and_site_partitions()
             "200",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "anomalies, or the run failed");
-    let history = History::read(&dir.join("history.jsonl")).unwrap();
-    let result = check(&history, &CheckOptions::default());
-    assert!(result.valid, "{}", result.summary());
-    assert!(result.final_drain, "the run ended with a final drain");
-    let s = &result.stats;
-    assert!(s.sends_ok > 1000, "too few acknowledged sends: {s:?}");
-    assert!(s.values_read >= s.sends_ok, "{s:?}");
-    let started = nemeses_started(&history);
-    assert!(
-        started.contains("partition-sites") && started.len() >= 3,
-        "faults injected: {started:?}"
-    );
-    assert!(dir.join("report/index.html").is_file());
-    assert!(dir.join("logs/node-101.log").is_file());
+    let started = assert_safe_run(&dir, &out);
+    assert!(started.contains("partition-sites"), "{started:?}");
     assert_no_namespaces_of(pid);
 }
 
@@ -424,17 +370,7 @@ fn an_unsafe_configuration_under_site_partitions_is_reported_with_lost_writes() 
             "400",
         ],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "the run should report anomalies"
-    );
-    let history = History::read(&dir.join("history.jsonl")).unwrap();
-    let result = check(&history, &CheckOptions::default());
-    let lost = &result.kinds[&AnomalyKind::LostWrite];
-    assert!(lost.count > 0, "{}", result.summary());
-    assert!(nemeses_started(&history).contains("partition-sites"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("lost-write"), "{stdout}");
+    let started = assert_lost_writes(&dir, &out);
+    assert!(started.contains("partition-sites"), "{started:?}");
     assert_no_namespaces_of(pid);
 }

@@ -37,17 +37,7 @@ impl Runtime for LocalRuntime {
     }
 
     fn nodes(&self) -> Vec<NodeRef> {
-        self.cluster
-            .plan()
-            .nodes
-            .iter()
-            .map(|n| NodeRef {
-                id: n.id,
-                site: n.rack.clone(),
-                broker: n.role.is_broker(),
-                controller: n.role.is_controller(),
-            })
-            .collect()
+        super::node_refs(self.cluster.plan())
     }
 
     fn bootstrap_servers(&self) -> String {
@@ -94,11 +84,6 @@ impl Runtime for LocalRuntime {
     }
 
     fn log_files(&self) -> Vec<(String, PathBuf)> {
-        self.cluster
-            .plan()
-            .nodes
-            .iter()
-            .map(|n| (format!("node-{}", n.id), self.cluster.plan().log_path(n.id)))
-            .collect()
+        super::plan_log_files(self.cluster.plan())
     }
 }

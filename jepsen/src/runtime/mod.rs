@@ -19,6 +19,27 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+/// The nodes of a local cluster's plan, as the runtimes describe them.
+fn node_refs(plan: &isthmus_ops::local_cluster::Plan) -> Vec<NodeRef> {
+    plan.nodes
+        .iter()
+        .map(|n| NodeRef {
+            id: n.id,
+            site: n.rack.clone(),
+            broker: n.role.is_broker(),
+            controller: n.role.is_controller(),
+        })
+        .collect()
+}
+
+/// `(node-<id>, log path)` of every node of a local cluster's plan.
+fn plan_log_files(plan: &isthmus_ops::local_cluster::Plan) -> Vec<(String, PathBuf)> {
+    plan.nodes
+        .iter()
+        .map(|n| (format!("node-{}", n.id), plan.log_path(n.id)))
+        .collect()
+}
+
 /// One node of the run's cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeRef {

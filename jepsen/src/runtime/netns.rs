@@ -365,22 +365,11 @@ impl NetnsRuntime {
         )?;
         let (nodes, bootstrap, log_files) = hub.call(|h| {
             let plan = h.cluster.plan();
-            let nodes = plan
-                .nodes
-                .iter()
-                .map(|n| NodeRef {
-                    id: n.id,
-                    site: n.rack.clone(),
-                    broker: n.role.is_broker(),
-                    controller: n.role.is_controller(),
-                })
-                .collect::<Vec<_>>();
-            let logs = plan
-                .nodes
-                .iter()
-                .map(|n| (format!("node-{}", n.id), plan.log_path(n.id)))
-                .collect::<Vec<_>>();
-            (nodes, plan.bootstrap_servers(), logs)
+            (
+                super::node_refs(plan),
+                plan.bootstrap_servers(),
+                super::plan_log_files(plan),
+            )
         })?;
         Ok(NetnsRuntime {
             hub,
