@@ -69,7 +69,7 @@ fn isthmus_binary() -> PathBuf {
     let path = Path::new(jepsen_binary()).with_file_name("isthmus");
     assert!(
         path.is_file(),
-        "{} is missing: build it with `cargo build --bins`",
+        "{} is missing: build it with `cargo build --workspace --bins`",
         path.display()
     );
     path

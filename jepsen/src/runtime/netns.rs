@@ -237,7 +237,7 @@ impl Hub {
                     let proxy = WanProxy::start(listen, Target::OriginalDestination)
                         .map_err(|e| failed(format!("starting the WAN proxy: {e}")))?;
                     let cluster = LocalCluster::start(&layout, &dir, &binary)
-                        .map_err(|e| failed(format!("starting the cluster: {e}")))?;
+                        .map_err(|e| failed(e.to_string()))?;
                     Ok(HubState { cluster, proxy })
                 };
                 let mut state = match setup() {
@@ -327,6 +327,8 @@ impl NetnsRuntime {
                 )));
             }
         }
+        // Refuse a bad layout before making any namespace for it.
+        layout.validate().map_err(|e| failed(e.to_string()))?;
         let stale = leftovers()?;
         if !stale.is_empty() {
             return Err(RuntimeError::Leftovers(format!(
