@@ -13,15 +13,15 @@
 //! - `plot`: the small SVG line-plot drawer behind the report.
 //! - [`error`]: the crate's error type.
 //!
-//! - [`runtime`]: where the cluster runs and how faults reach it ([`runtime::local`]:
-//!   processes on loopback ports).
+//! - [`runtime`]: where the cluster runs and how faults reach it: [`runtime::netns`] (a
+//!   network namespace per node, routed through a hub, as [`runtime::topology`] lays it
+//!   out; partitions and loss with iptables, WAN delay through [`runtime::wan_proxy`]) or
+//!   [`runtime::local`] (processes on loopback ports; kills and pauses only).
 //! - [`workload`]: the queue workload through librdkafka, and the final drain.
 //! - [`nemesis`]: the faults, how each is aimed and undone.
 //! - [`observer`]: partition leaders, ISRs and the active controller, for aiming and for
 //!   waiting out recovery.
 //! - [`run`]: one run from cluster start to verdict.
-//!
-//! Not built yet: the netns runtime (partitions and WAN latency).
 
 pub mod checker;
 pub mod error;
