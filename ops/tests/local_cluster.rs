@@ -783,10 +783,21 @@ fn stretch_layout_three_controllers_four_brokers() {
         ],
     )
     .ok();
-    let (_, described) = describe(&bootstrap);
-    for b in described["brokers"].as_array().unwrap() {
-        assert!(b["replicas"].as_i64().unwrap() > 0, "{described}");
-    }
+    // The broker that answers may learn of the new topic a moment after the controller
+    // committed it.
+    wait_for(
+        "every broker to hold replicas of the new topic",
+        Duration::from_secs(30),
+        || {
+            let (_, described) = describe(&bootstrap);
+            described["brokers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|b| b["replicas"].as_i64().unwrap() > 0)
+                .then_some(())
+        },
+    );
 
     // A broker that dies is fenced after its session times out, and unfenced on restart.
     let down = cluster.node(104).unwrap().client_addr.unwrap().to_string();
