@@ -4,6 +4,7 @@
 //! - [`config`]: the settings table, loading from flags / `ISTHMUS_*` / TOML, topic settings.
 //! - [`broker`]: the node shared by every connection; [`run`] starts and stops it.
 //! - [`server`]: listeners and connections (framing, ordered responses).
+//! - [`frame_buffers`]: pooled buffers that incoming frames are read into.
 //! - [`dispatch`]: the table of implemented APIs, which also feeds ApiVersions.
 //! - [`handlers`]: one file per Kafka API.
 //! - [`topics`]: topic create / grow / reconfigure / delete rules.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod controller_api;
 pub mod dispatch;
 pub mod error;
+pub mod frame_buffers;
 pub mod group;
 pub mod handlers;
 pub mod isr;

@@ -9,6 +9,8 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::error::ProtocolError;
 use crate::frame::{FRAME_PREFIX_BYTES, MIN_REQUEST_BYTES};
+use crate::shared_buf::SharingBuf;
+use kafka_protocol::protocol::buf::ByteBufMut;
 
 /// The fixed first fields of every request header, readable in any version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,56 @@ pub fn encode_response(
     let len = (out.len() - FRAME_PREFIX_BYTES) as i32;
     out[..FRAME_PREFIX_BYTES].copy_from_slice(&len.to_be_bytes());
     Ok(out.freeze())
+}
+
+/// Like [`encode_response`], as chunks to send in order with one vectored write: the record
+/// data of a Fetch response stays in the `Bytes` the log handed out (slices of segment maps)
+/// instead of being copied into the response buffer.
+pub fn encode_response_chunks(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    body: &ResponseKind,
+) -> Result<Vec<Bytes>, ProtocolError> {
+    let ResponseKind::Fetch(fetch) = body else {
+        return encode_response(correlation_id, api_key, version, body).map(|b| vec![b]);
+    };
+    let header_version = api_key.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let encode_err = |e: anyhow::Error| ProtocolError::Encode {
+        what: api_name(api_key),
+        reason: e.to_string(),
+    };
+    let size = header.compute_size(header_version).map_err(encode_err)?
+        + fetch.compute_size(version).map_err(encode_err)?;
+    let records = || {
+        fetch
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|p| p.records.as_ref())
+    };
+    let record_bytes: usize = records().map(Bytes::len).sum();
+    let mut out = SharingBuf::with_capacity(FRAME_PREFIX_BYTES + size.saturating_sub(record_bytes));
+    records().for_each(|r| out.share(r));
+    let frame_len = i32::try_from(size).map_err(|_| ProtocolError::Encode {
+        what: api_name(api_key),
+        reason: format!("{size} bytes do not fit a frame"),
+    })?;
+    out.put_i32(frame_len);
+    header
+        .encode(&mut out, header_version)
+        .map_err(encode_err)?;
+    fetch.encode(&mut out, version).map_err(encode_err)?;
+    // The length went out first, so the encoder must have written exactly what it computed.
+    let written = out.offset() - FRAME_PREFIX_BYTES;
+    if written != size {
+        return Err(ProtocolError::Encode {
+            what: api_name(api_key),
+            reason: format!("computed {size} bytes but wrote {written}"),
+        });
+    }
+    Ok(out.into_chunks())
 }
 
 /// Size hint for the output buffer; a wrong hint only costs a reallocation.
@@ -236,5 +288,58 @@ mod tests {
         let len = i32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
         assert_eq!(len, bytes.len() - 4);
         assert_eq!(i32::from_be_bytes(bytes[4..8].try_into().unwrap()), 99);
+    }
+
+    fn fetch_response(records: &[Bytes]) -> ResponseKind {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        use kafka_protocol::messages::{FetchResponse, TopicName};
+        let partitions = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                PartitionData::default()
+                    .with_partition_index(i as i32)
+                    .with_high_watermark(1000 + i as i64)
+                    .with_records(Some(r.clone()))
+            })
+            .collect();
+        ResponseKind::Fetch(FetchResponse::default().with_responses(
+            vec![FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(partitions)],
+        ))
+    }
+
+    #[test]
+    fn chunked_fetch_response_equals_the_contiguous_one_without_copying_records() {
+        let big: Vec<Bytes> = (0..3u8)
+            .map(|i| Bytes::from(vec![i; 10_000 + i as usize]))
+            .collect();
+        let mut records = big.clone();
+        records.push(Bytes::from_static(b"small"));
+        let body = fetch_response(&records);
+        for version in 4..=ApiKey::Fetch.valid_versions().max {
+            let whole = encode_response(5, ApiKey::Fetch, version, &body).unwrap();
+            let chunks = encode_response_chunks(5, ApiKey::Fetch, version, &body).unwrap();
+            let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            assert_eq!(joined, whole.as_ref(), "version {version}");
+            for b in &big {
+                assert!(
+                    chunks.iter().any(|c| c.as_ptr() == b.as_ptr()),
+                    "version {version}: a record buffer was copied"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_encoding_of_other_responses_is_one_chunk() {
+        let body = ResponseKind::ApiVersions(Default::default());
+        let chunks = encode_response_chunks(1, ApiKey::ApiVersions, 3, &body).unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            chunks[0],
+            encode_response(1, ApiKey::ApiVersions, 3, &body).unwrap()
+        );
     }
 }

@@ -15,6 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+use crate::frame_buffers;
+
 /// Bound on a controller's response frame.
 const RESPONSE_BYTES_MAX: usize = 16 * 1024 * 1024;
 const CONNECT_TIMEOUT_MS: u64 = 3_000;
@@ -129,24 +131,18 @@ pub async fn read_response(
             "a frame of {len} bytes (at most {max_frame} accepted)"
         ));
     }
-    // Read into uninitialised capacity: a follower's answers are megabytes of records,
-    // and zeroing them first only to overwrite them costs a pass over every byte.
+    // A pooled buffer, read into uninitialised capacity: a follower's answers are
+    // megabytes of records, and neither fresh pages nor zeroing them pays.
     let len = len as usize;
-    let mut body = BytesMut::with_capacity(len);
-    let mut frame = (&mut *stream).take(len as u64);
-    while body.len() < len {
-        let read = frame
-            .read_buf(&mut body)
-            .await
-            .map_err(|e| format!("reading: {e}"))?;
-        if read == 0 {
+    let mut body = match frame_buffers::read_frame(stream, len).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(got)) => {
             return Err(format!(
-                "the connection closed {} bytes into a {len}-byte frame",
-                body.len()
-            ));
+                "the connection closed {got} bytes into a {len}-byte frame"
+            ))
         }
-    }
-    let mut body = body.freeze();
+        Err(e) => return Err(format!("reading: {e}")),
+    };
     let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))
         .map_err(|e| format!("decoding the response header: {e}"))?;
     if header.correlation_id != correlation_id {

@@ -3,32 +3,29 @@
 //! several requests in flight require); a writer sends responses in request order as their
 //! futures complete. Malformed input is logged and closes this connection only.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use isthmus_protocol::codec::{self, api_name};
 use isthmus_protocol::frame::{self, FRAME_PREFIX_BYTES};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::broker::Broker;
 use crate::dispatch::{self, Reply};
+use crate::frame_buffers;
 use crate::handlers::api_versions;
 
 /// Requests decoded but not yet answered, per connection. Beyond this the reader stops
 /// reading, which pushes back on the client through TCP.
 pub const MAX_IN_FLIGHT_REQUESTS: usize = 32;
-
-/// Frames up to this size get their whole buffer at once (a produce request is typically
-/// one `batch.size`, about 1 MiB). Larger claims grow the buffer as bytes actually arrive,
-/// so a client cannot make the broker reserve `socket.request.max.bytes` by lying.
-const FRAME_UPFRONT_BYTES: usize = 4 * 1024 * 1024;
 
 struct Pending {
     correlation_id: i32,
@@ -54,9 +51,9 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
             tokio::select! {
                 biased;
                 Some(out) = in_flight.next(), if !in_flight.is_empty() => {
-                    let out: Option<Bytes> = out;
-                    if let Some(bytes) = out {
-                        if let Err(e) = writer.write_all(&bytes).await {
+                    let out: Option<Vec<Bytes>> = out;
+                    if let Some(mut chunks) = out {
+                        if let Err(e) = write_chunks(&mut writer, &mut chunks).await {
                             tracing::debug!(%peer, error = %e, "write failed");
                             return;
                         }
@@ -77,21 +74,57 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     tokio::join!(read_side, write_side);
 }
 
-/// Turns a handler's reply into the encoded response bytes (None = send nothing).
-fn respond(p: Pending) -> futures::future::BoxFuture<'static, Option<Bytes>> {
+/// Chunks of one response written at most this many at a time (well under `IOV_MAX`).
+const WRITE_CHUNKS_MAX: usize = 64;
+
+/// Writes `chunks` in order with vectored writes, so the record data of a Fetch response
+/// goes from the log's memory maps straight to the socket.
+async fn write_chunks(
+    writer: &mut (impl AsyncWrite + Unpin),
+    chunks: &mut [Bytes],
+) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = chunks[first..]
+            .iter()
+            .take(WRITE_CHUNKS_MAX)
+            .map(|c| IoSlice::new(c))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let chunk = &mut chunks[first];
+            let n = written.min(chunk.len());
+            chunk.advance(n);
+            written -= n;
+            if chunk.is_empty() {
+                first += 1;
+            }
+        }
+        while chunks.get(first).is_some_and(Bytes::is_empty) {
+            first += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Turns a handler's reply into the encoded response chunks (None = send nothing).
+fn respond(p: Pending) -> futures::future::BoxFuture<'static, Option<Vec<Bytes>>> {
     let Pending {
         correlation_id,
         api_key,
         version,
         reply,
     } = p;
-    let encode = move |body: ResponseKind| match codec::encode_response(
+    let encode = move |body: ResponseKind| match codec::encode_response_chunks(
         correlation_id,
         api_key,
         version,
         &body,
     ) {
-        Ok(bytes) => Some(bytes),
+        Ok(chunks) => Some(chunks),
         Err(e) => {
             tracing::error!(api = api_name(api_key), version, error = %e, "cannot encode response");
             None
@@ -186,23 +219,41 @@ async fn read_requests(
 }
 
 async fn read_body(reader: &mut (impl AsyncRead + Unpin), len: usize) -> Result<Bytes, String> {
-    let mut body = BytesMut::with_capacity(len.min(FRAME_UPFRONT_BYTES));
-    while body.len() < len {
-        // Doubling keeps the number of copies logarithmic while never running more than
-        // 2x ahead of what was received.
-        let want = (len - body.len()).min(body.capacity().max(FRAME_UPFRONT_BYTES));
-        body.reserve(want);
-        let n = (&mut *reader)
-            .take(want as u64)
-            .read_buf(&mut body)
-            .await
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err(format!(
-                "connection closed after {} of {len} frame bytes",
-                body.len()
-            ));
-        }
+    match frame_buffers::read_frame(reader, len).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(got)) => Err(format!(
+            "connection closed after {got} of {len} frame bytes"
+        )),
+        Err(e) => Err(e.to_string()),
     }
-    Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn chunks_arrive_whole_and_in_order_through_partial_writes() {
+        // A 7-byte pipe makes every vectored write partial, often mid-chunk.
+        let (mut tx, mut rx) = tokio::io::duplex(7);
+        let big: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let mut chunks = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::new(),
+            Bytes::from(big.clone()),
+            Bytes::new(),
+            Bytes::from_static(b"xyz"),
+        ];
+        let mut want = b"abc".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"xyz");
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            rx.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        write_chunks(&mut tx, &mut chunks).await.unwrap();
+        drop(tx);
+        assert_eq!(reader.await.unwrap(), want);
+    }
 }
