@@ -131,9 +131,14 @@ fn ticker(every_ms: u64) -> tokio::time::Interval {
     t
 }
 
+/// Each checkpoint is taken under its partition's lock but written (two fsyncs) after
+/// releasing it: produce requests wait on that lock on the runtime's few worker threads.
 fn write_checkpoints(broker: &Broker) {
     for p in broker.replicas.all_partitions() {
-        if let Err(e) = p.with_log(|log| Ok(log.checkpoint()?)) {
+        let written = p
+            .with_log(|log| Ok(log.take_checkpoint()?))
+            .and_then(|pending| Ok(pending.write()?));
+        if let Err(e) = written {
             tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "checkpoint failed");
         }
     }

@@ -37,6 +37,7 @@
 //! log.log_start_offset() / log_end_offset() / size_bytes() / recovery_point()
 //! log.unflushed() -> Option<FlushJob>;  job.sync();  log.mark_flushed(&job)
 //! log.unflushed_messages() -> u64;  log.checkpoint()
+//! log.take_checkpoint() -> Result<PendingCheckpoint>;  pending.write()   (outside the lock)
 //! log.apply_retention(now_ms, high_watermark) -> Result<usize>
 //! log.cleanable(now_ms, first_uncleanable) -> Result<Option<Cleanable>>
 //! log.clean(now_ms, first_uncleanable) -> Result<CleanStats>
@@ -53,7 +54,10 @@
 //! path. The broker decides when: [`Log::unflushed`] (under its lock) names the files and
 //! the offset they cover, [`FlushJob::sync`] runs outside the lock (group commit), and
 //! [`Log::mark_flushed`] advances the recovery point. [`Log::checkpoint`] makes the
-//! recovery point durable; after a crash only data from it on is scanned. Files are
+//! recovery point durable; after a crash only data from it on is scanned. Periodic
+//! checkpoints are taken under the lock ([`Log::take_checkpoint`]) and written outside it;
+//! one written late never replaces a newer one, and none is written once the log is closed
+//! or deleted. Files are
 //! created, renamed and deleted with a directory fsync; small state files are replaced
 //! atomically (tmp, fsync, rename, fsync dir).
 //!
@@ -84,5 +88,7 @@ pub use error::StorageError;
 pub use log::cleaner::{
     CleanReason, CleanStats, Cleanable, CrashPoint, CLEANER_CHECKPOINT_FILE, CLEANER_SWAP_FILE,
 };
-pub use log::{AppendOutcome, FlushJob, Log, ReadResult, PARTITION_CHECKPOINT_FILE};
+pub use log::{
+    AppendOutcome, FlushJob, Log, PendingCheckpoint, ReadResult, PARTITION_CHECKPOINT_FILE,
+};
 pub use producer::{BatchMetadata, ProducerStateEntry, PRODUCER_BATCHES_RETAINED};

@@ -5,7 +5,7 @@ pub(crate) mod cleaner;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use isthmus_protocol::batch::{
@@ -93,6 +93,44 @@ pub struct Log {
     /// Bumped by truncation, so a [`FlushJob`] taken before it cannot advance the
     /// recovery point over data written after it.
     generation: u64,
+    /// Numbers each checkpoint taken, so one written late never replaces a newer one.
+    checkpoint_seq: u64,
+    /// Serialises checkpoint writes (taken under the caller's lock, written outside it)
+    /// and holds the number of the last one written; `u64::MAX` once the log is closed or
+    /// deleted, so nothing is written into its directory any more.
+    checkpoint_writer: Arc<Mutex<u64>>,
+}
+
+/// The writer lock guards no invariant a panic could break (a number), so a poisoned
+/// lock is taken as it is.
+fn lock_writer(writer: &Mutex<u64>) -> MutexGuard<'_, u64> {
+    writer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A checkpoint taken by [`Log::take_checkpoint`], to be written with
+/// [`PendingCheckpoint::write`] without holding the log.
+#[derive(Debug)]
+pub struct PendingCheckpoint {
+    dir: PathBuf,
+    bytes: Vec<u8>,
+    seq: u64,
+    writer: Arc<Mutex<u64>>,
+}
+
+impl PendingCheckpoint {
+    /// Writes the checkpoint atomically, unless a newer one was written meanwhile or the
+    /// log was closed or deleted since it was taken.
+    pub fn write(self) -> Result<(), StorageError> {
+        let mut last = lock_writer(&self.writer);
+        if self.seq <= *last {
+            return Ok(());
+        }
+        atomic_write(&self.dir, PARTITION_CHECKPOINT_FILE, &self.bytes)?;
+        *last = self.seq;
+        Ok(())
+    }
 }
 
 struct Checkpoint {
@@ -314,6 +352,8 @@ impl Log {
             epochs: EpochCache::empty(dir),
             producers: ProducerStateManager::default(),
             generation: 0,
+            checkpoint_seq: 0,
+            checkpoint_writer: Arc::new(Mutex::new(0)),
         };
         log.load_epochs()?;
         log.reload_producer_state()?;
@@ -935,21 +975,38 @@ impl Log {
 
     /// Makes the recovery point and log start durable, so the next unclean open only
     /// checks data after it. Sealed segments below the recovery point get their trimmed
-    /// length and indexes synced first. Call it periodically (Kafka's
-    /// `log.flush.offset.checkpoint.interval.ms`); rolls and close call it too.
+    /// length and indexes synced first. Rolls, truncations and close call it; periodic
+    /// checkpoints (Kafka's `log.flush.offset.checkpoint.interval.ms`) use
+    /// [`Log::take_checkpoint`] so that the file's fsyncs run without the log's lock.
     pub fn checkpoint(&mut self) -> Result<(), StorageError> {
+        self.take_checkpoint()?.write()
+    }
+
+    /// The first half of [`Log::checkpoint`]: syncs sealed segments that need it (rare:
+    /// after a roll) and captures the checkpoint's contents, to be written later.
+    pub fn take_checkpoint(&mut self) -> Result<PendingCheckpoint, StorageError> {
         let rp = self.recovery_point;
         for seg in self.segments.values_mut() {
             if seg.needs_seal_sync && seg.next_offset <= rp {
                 seg.sync_sealed()?;
             }
         }
-        let bytes = Checkpoint {
-            log_start_offset: self.log_start_offset,
-            recovery_point: rp,
-        }
-        .encode();
-        atomic_write(&self.dir, PARTITION_CHECKPOINT_FILE, &bytes)
+        self.checkpoint_seq += 1;
+        Ok(PendingCheckpoint {
+            dir: self.dir.clone(),
+            bytes: Checkpoint {
+                log_start_offset: self.log_start_offset,
+                recovery_point: rp,
+            }
+            .encode(),
+            seq: self.checkpoint_seq,
+            writer: Arc::clone(&self.checkpoint_writer),
+        })
+    }
+
+    /// No checkpoint taken earlier is written from now on (waits for one being written).
+    fn stop_checkpoints(&self) {
+        *lock_writer(&self.checkpoint_writer) = u64::MAX;
     }
 
     /// Retention by time (`retention.ms`, against each segment's newest timestamp) and by
@@ -1167,6 +1224,7 @@ impl Log {
         active.sync_sealed()?;
         self.producers.write_snapshot(&self.dir, log_end)?;
         self.checkpoint()?;
+        self.stop_checkpoints();
         fsync_dir(&self.dir)
     }
 
@@ -1174,6 +1232,7 @@ impl Log {
     /// step that hides it from the next startup), then deletes it. The new name leaves the
     /// topic out: a 249-character topic name plus a suffix would pass the file-name limit.
     pub fn delete(self) -> Result<(), StorageError> {
+        self.stop_checkpoints();
         let unique = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());

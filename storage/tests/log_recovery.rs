@@ -180,3 +180,53 @@ fn sealed_segment_with_lost_trim_is_recovered() {
         log.close().unwrap();
     }
 }
+
+/// Syncs everything appended so far, as the broker's flusher does.
+fn sync_all(log: &mut Log) {
+    let job = log.unflushed().expect("something to sync");
+    job.sync().unwrap();
+    log.mark_flushed(&job);
+}
+
+/// The recovery point in a partition checkpoint: magic (4), version (2), log start (8),
+/// recovery point (8), CRC (4).
+fn checkpointed_recovery_point(dir: &Path) -> i64 {
+    let bytes = std::fs::read(dir.join(PARTITION_CHECKPOINT_FILE)).unwrap();
+    i64::from_be_bytes(bytes[14..22].try_into().unwrap())
+}
+
+#[test]
+fn a_checkpoint_written_late_never_replaces_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), false).unwrap();
+    append(&mut log, 0, 3, 60, 1_000);
+    sync_all(&mut log);
+    let stale = log.take_checkpoint().unwrap();
+    append(&mut log, 1, 3, 60, 1_001);
+    sync_all(&mut log);
+    log.checkpoint().unwrap();
+    assert_eq!(checkpointed_recovery_point(dir.path()), 6);
+    // Taken first, written last (the periodic writer runs without the log's lock).
+    stale.write().unwrap();
+    assert_eq!(checkpointed_recovery_point(dir.path()), 6);
+    // A pending one taken after the newest written does go out.
+    append(&mut log, 2, 3, 60, 1_002);
+    sync_all(&mut log);
+    log.take_checkpoint().unwrap().write().unwrap();
+    assert_eq!(checkpointed_recovery_point(dir.path()), 9);
+}
+
+#[test]
+fn a_pending_checkpoint_is_not_written_into_a_deleted_logs_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    let mut log = Log::open(&dir, small_config(), false).unwrap();
+    append(&mut log, 0, 3, 60, 1_000);
+    sync_all(&mut log);
+    let pending = log.take_checkpoint().unwrap();
+    log.delete().unwrap();
+    // A topic of the same name created again gets the same directory.
+    std::fs::create_dir_all(&dir).unwrap();
+    pending.write().unwrap();
+    assert!(!dir.join(PARTITION_CHECKPOINT_FILE).exists());
+}
