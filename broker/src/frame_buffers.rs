@@ -44,16 +44,19 @@ struct Free {
 }
 
 impl FramePool {
-    /// An empty buffer holding at least `want` bytes: the smallest such in the pool, else a
-    /// new one of the next power of two, so that buffers come in few sizes and get reused.
-    /// A pooled buffer is never grown: growing copies all of its old contents.
+    /// An empty buffer holding at least `want` bytes: the smallest such in the pool (at most
+    /// twice the size a new one would have, so a small frame never pins a big buffer),
+    /// else a new one of the next power of two, so that buffers come in few sizes and get
+    /// reused. A taken buffer grows only for frames above [`FRAME_UPFRONT_BYTES`], as their
+    /// bytes arrive.
     fn take(&'static self, want: usize) -> Pooled {
+        let new_size = want.next_power_of_two();
         let mut free = self.free.lock();
         let pick = free
             .buffers
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.capacity() >= want)
+            .filter(|(_, b)| b.capacity() >= want && b.capacity() <= 2 * new_size)
             .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
         let buf = match pick {
@@ -62,7 +65,7 @@ impl FramePool {
                 free.bytes -= buf.capacity();
                 buf
             }
-            None => Vec::with_capacity(want.next_power_of_two()),
+            None => Vec::with_capacity(new_size),
         };
         Pooled { buf, pool: self }
     }
@@ -193,6 +196,23 @@ mod tests {
             pool.free.lock().buffers.len(),
             1,
             "a small frame took a pooled buffer"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_small_frame_does_not_take_a_much_bigger_buffer() {
+        let pool = own_pool();
+        let big = vec![1u8; FRAME_UPFRONT_BYTES];
+        let frame = read_frame_into(pool, &mut &big[..], big.len()).await;
+        drop(frame.unwrap().unwrap());
+        let small = vec![2u8; POOLED_FRAME_BYTES_MIN];
+        let frame = read_frame_into(pool, &mut &small[..], small.len()).await;
+        let frame = frame.unwrap().unwrap();
+        assert_eq!(frame, small);
+        assert_eq!(
+            pool.free.lock().buffers.len(),
+            1,
+            "the 4 MiB buffer was taken"
         );
     }
 

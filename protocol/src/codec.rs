@@ -9,7 +9,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::error::ProtocolError;
 use crate::frame::{FRAME_PREFIX_BYTES, MIN_REQUEST_BYTES};
-use crate::shared_buf::SharingBuf;
+use crate::shared_buf::{SharingBuf, SHARE_MIN_BYTES};
 use kafka_protocol::protocol::buf::ByteBufMut;
 
 /// The fixed first fields of every request header, readable in any version.
@@ -133,7 +133,10 @@ pub fn encode_response_chunks(
             .flat_map(|t| &t.partitions)
             .filter_map(|p| p.records.as_ref())
     };
-    let record_bytes: usize = records().map(Bytes::len).sum();
+    let record_bytes: usize = records()
+        .map(Bytes::len)
+        .filter(|&len| len >= SHARE_MIN_BYTES)
+        .sum();
     let mut out = SharingBuf::with_capacity(FRAME_PREFIX_BYTES + size.saturating_sub(record_bytes));
     records().for_each(|r| out.share(r));
     let frame_len = i32::try_from(size).map_err(|_| ProtocolError::Encode {
@@ -145,13 +148,10 @@ pub fn encode_response_chunks(
         .encode(&mut out, header_version)
         .map_err(encode_err)?;
     fetch.encode(&mut out, version).map_err(encode_err)?;
-    // The length went out first, so the encoder must have written exactly what it computed.
-    let written = out.offset() - FRAME_PREFIX_BYTES;
-    if written != size {
-        return Err(ProtocolError::Encode {
-            what: api_name(api_key),
-            reason: format!("computed {size} bytes but wrote {written}"),
-        });
+    // The length went out first, so the encoder must have written exactly what it
+    // computed; if it ever did not, the contiguous encoding (length written last) is safe.
+    if out.offset() - FRAME_PREFIX_BYTES != size {
+        return encode_response(correlation_id, api_key, version, body).map(|b| vec![b]);
     }
     Ok(out.into_chunks())
 }

@@ -87,8 +87,9 @@ impl SharingBuf {
     }
 }
 
-// SAFETY: each method forwards to `BytesMut`'s implementation on `self.inline`, the only
-// buffer `chunk_mut` hands out, so `BytesMut` upholds the trait's contracts.
+// SAFETY: the three required methods forward to `BytesMut`'s implementation on
+// `self.inline`, the only buffer `chunk_mut` hands out, so `BytesMut` upholds the trait's
+// contracts; the `put_slice` override is safe code that only appends or ends chunks.
 unsafe impl BufMut for SharingBuf {
     fn remaining_mut(&self) -> usize {
         self.inline.remaining_mut()

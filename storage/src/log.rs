@@ -1214,6 +1214,14 @@ impl Log {
     /// Syncs everything, trims the active segment, and writes the producer snapshot and
     /// checkpoint, so the next [`Log::open`] is clean.
     pub fn close(mut self) -> Result<(), StorageError> {
+        let closed = self.close_files();
+        // Even when closing failed: nothing is written into the directory after this.
+        self.stop_checkpoints();
+        closed?;
+        fsync_dir(&self.dir)
+    }
+
+    fn close_files(&mut self) -> Result<(), StorageError> {
         if let Some(job) = self.unflushed() {
             job.sync().at(&self.dir)?;
             self.mark_flushed(&job);
@@ -1223,9 +1231,7 @@ impl Log {
         active.seal(true)?;
         active.sync_sealed()?;
         self.producers.write_snapshot(&self.dir, log_end)?;
-        self.checkpoint()?;
-        self.stop_checkpoints();
-        fsync_dir(&self.dir)
+        self.checkpoint()
     }
 
     /// Removes the partition: renames the directory to `<unique>.<pid>-delete` (one atomic

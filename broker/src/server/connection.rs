@@ -84,7 +84,13 @@ async fn write_chunks(
     chunks: &mut [Bytes],
 ) -> std::io::Result<()> {
     let mut first = 0;
-    while first < chunks.len() {
+    loop {
+        while chunks.get(first).is_some_and(Bytes::is_empty) {
+            first += 1;
+        }
+        if first == chunks.len() {
+            return Ok(());
+        }
         let slices: Vec<IoSlice<'_>> = chunks[first..]
             .iter()
             .take(WRITE_CHUNKS_MAX)
@@ -103,11 +109,7 @@ async fn write_chunks(
                 first += 1;
             }
         }
-        while chunks.get(first).is_some_and(Bytes::is_empty) {
-            first += 1;
-        }
     }
-    Ok(())
 }
 
 /// Turns a handler's reply into the encoded response chunks (None = send nothing).
@@ -234,16 +236,19 @@ mod tests {
 
     #[tokio::test]
     async fn chunks_arrive_whole_and_in_order_through_partial_writes() {
-        // A 7-byte pipe makes every vectored write partial, often mid-chunk.
+        // A 7-byte pipe makes every vectored write partial, often mid-chunk; more empty
+        // chunks than one vectored write takes come first.
         let (mut tx, mut rx) = tokio::io::duplex(7);
         let big: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
-        let mut chunks = vec![
+        let mut chunks = vec![Bytes::new(); WRITE_CHUNKS_MAX + 6];
+        chunks.extend([
             Bytes::from_static(b"abc"),
             Bytes::new(),
             Bytes::from(big.clone()),
             Bytes::new(),
             Bytes::from_static(b"xyz"),
-        ];
+            Bytes::new(),
+        ]);
         let mut want = b"abc".to_vec();
         want.extend_from_slice(&big);
         want.extend_from_slice(b"xyz");
