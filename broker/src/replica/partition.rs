@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use isthmus_storage::{AppendOutcome, Log, ReadResult};
+use isthmus_storage::{AppendOutcome, FlushJob, Log, ReadResult};
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{watch, Notify};
@@ -680,6 +680,24 @@ impl Partition {
         log
     }
 
+    /// After `job` was synced: moves the recovery point, the durable end and, as leader,
+    /// the high watermark. The log's recovery point is the truth: a truncation since the
+    /// job was taken keeps it from moving over data written after it.
+    fn publish_synced(&self, job: &FlushJob) {
+        let durable = self.log.lock().as_mut().map(|log| {
+            log.mark_flushed(job);
+            log.recovery_point()
+        });
+        if let Some(durable) = durable {
+            self.durable_end.send_if_modified(|d| {
+                let moved = durable > *d;
+                *d = (*d).max(durable);
+                moved
+            });
+        }
+        self.update_high_watermark();
+    }
+
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
@@ -717,29 +735,20 @@ async fn run_flusher(p: Arc<Partition>) {
             }
         };
         let Some(job) = job else { continue };
+        // The waiters (acks, a follower's next fetch) are woken from the blocking thread
+        // as soon as the sync returns, not after a hop back onto a busy runtime worker.
+        let partition = Arc::clone(&p);
         let synced = tokio::task::spawn_blocking(move || {
             let result = job.sync();
-            (job, result)
+            if result.is_ok() {
+                partition.publish_synced(&job);
+            }
+            result
         })
         .await;
         match synced {
-            Ok((job, Ok(()))) => {
-                // The log's recovery point is the truth: a truncation since the job was
-                // taken keeps it from moving over data written after it.
-                let durable = p.log.lock().as_mut().map(|log| {
-                    log.mark_flushed(&job);
-                    log.recovery_point()
-                });
-                if let Some(durable) = durable {
-                    p.durable_end.send_if_modified(|d| {
-                        let moved = durable > *d;
-                        *d = (*d).max(durable);
-                        moved
-                    });
-                }
-                p.update_high_watermark();
-            }
-            Ok((_, Err(e))) => {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 p.fail(&e);
                 return;
             }
