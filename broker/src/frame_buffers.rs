@@ -159,6 +159,15 @@ mod tests {
         Box::leak(Box::default())
     }
 
+    /// Reads a frame of `len` bytes of `fill` through `pool`.
+    async fn frame_of(pool: &'static FramePool, fill: u8, len: usize) -> Bytes {
+        let data = vec![fill; len];
+        let frame = read_frame_into(pool, &mut &data[..], len).await;
+        let frame = frame.unwrap().unwrap();
+        assert_eq!(frame, data);
+        frame
+    }
+
     #[tokio::test]
     async fn a_frame_reads_whole_and_its_buffer_is_reused_once_its_last_slice_drops() {
         let pool = own_pool();
@@ -202,13 +211,8 @@ mod tests {
     #[tokio::test]
     async fn a_small_frame_does_not_take_a_much_bigger_buffer() {
         let pool = own_pool();
-        let big = vec![1u8; FRAME_UPFRONT_BYTES];
-        let frame = read_frame_into(pool, &mut &big[..], big.len()).await;
-        drop(frame.unwrap().unwrap());
-        let small = vec![2u8; POOLED_FRAME_BYTES_MIN];
-        let frame = read_frame_into(pool, &mut &small[..], small.len()).await;
-        let frame = frame.unwrap().unwrap();
-        assert_eq!(frame, small);
+        drop(frame_of(pool, 1, FRAME_UPFRONT_BYTES).await);
+        let _small = frame_of(pool, 2, POOLED_FRAME_BYTES_MIN).await;
         assert_eq!(
             pool.free.lock().buffers.len(),
             1,
@@ -219,21 +223,17 @@ mod tests {
     #[tokio::test]
     async fn the_pool_keeps_a_bounded_number_of_buffers() {
         let pool = own_pool();
-        let data = vec![5u8; POOLED_FRAME_BYTES_MIN];
         let mut frames = Vec::new();
         for _ in 0..POOLED_BUFFERS_MAX + 5 {
-            let frame = read_frame_into(pool, &mut &data[..], data.len()).await;
-            frames.push(frame.unwrap().unwrap());
+            frames.push(frame_of(pool, 5, POOLED_FRAME_BYTES_MIN).await);
         }
         drop(frames);
         assert_eq!(pool.free.lock().buffers.len(), POOLED_BUFFERS_MAX);
         // Few large buffers: the byte bound applies first.
         let pool = own_pool();
-        let data = vec![6u8; FRAME_UPFRONT_BYTES];
         let mut frames = Vec::new();
         for _ in 0..POOLED_BUFFERS_MAX {
-            let frame = read_frame_into(pool, &mut &data[..], data.len()).await;
-            frames.push(frame.unwrap().unwrap());
+            frames.push(frame_of(pool, 6, FRAME_UPFRONT_BYTES).await);
         }
         drop(frames);
         let free = pool.free.lock();

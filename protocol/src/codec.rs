@@ -87,14 +87,9 @@ pub fn encode_response(
     version: i16,
     body: &ResponseKind,
 ) -> Result<Bytes, ProtocolError> {
-    let header_version = api_key.response_header_version(version);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let encode_err = |e: anyhow::Error| ProtocolError::Encode {
-        what: api_name(api_key),
-        reason: e.to_string(),
-    };
-    let size = header.compute_size(header_version).map_err(encode_err)?
-        + response_size(body, version).map_err(encode_err)?;
+    let encode_err = encode_error(api_key);
+    let (header, header_version, header_size) = response_header(correlation_id, api_key, version)?;
+    let size = header_size + response_size(body, version).map_err(encode_err)?;
     let mut out = BytesMut::with_capacity(FRAME_PREFIX_BYTES + size);
     out.put_i32(0);
     header
@@ -118,14 +113,9 @@ pub fn encode_response_chunks(
     let ResponseKind::Fetch(fetch) = body else {
         return encode_response(correlation_id, api_key, version, body).map(|b| vec![b]);
     };
-    let header_version = api_key.response_header_version(version);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let encode_err = |e: anyhow::Error| ProtocolError::Encode {
-        what: api_name(api_key),
-        reason: e.to_string(),
-    };
-    let size = header.compute_size(header_version).map_err(encode_err)?
-        + fetch.compute_size(version).map_err(encode_err)?;
+    let encode_err = encode_error(api_key);
+    let (header, header_version, header_size) = response_header(correlation_id, api_key, version)?;
+    let size = header_size + fetch.compute_size(version).map_err(encode_err)?;
     let records = || {
         fetch
             .responses
@@ -154,6 +144,28 @@ pub fn encode_response_chunks(
         return encode_response(correlation_id, api_key, version, body).map(|b| vec![b]);
     }
     Ok(out.into_chunks())
+}
+
+/// The response header for `correlation_id`, its version for `api_key` v`version`, and its
+/// encoded size.
+fn response_header(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+) -> Result<(ResponseHeader, i16, usize), ProtocolError> {
+    let header_version = api_key.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let size = header
+        .compute_size(header_version)
+        .map_err(encode_error(api_key))?;
+    Ok((header, header_version, size))
+}
+
+fn encode_error(api_key: ApiKey) -> impl Fn(anyhow::Error) -> ProtocolError + Copy {
+    move |e| ProtocolError::Encode {
+        what: api_name(api_key),
+        reason: e.to_string(),
+    }
 }
 
 /// Size hint for the output buffer; a wrong hint only costs a reallocation.
