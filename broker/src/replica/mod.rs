@@ -9,6 +9,7 @@ pub mod peer;
 pub mod quota;
 pub mod replication;
 pub mod stats;
+pub mod sync_pool;
 
 pub use manager::ReplicaManager;
 pub use partition::Partition;

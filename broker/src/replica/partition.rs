@@ -6,13 +6,13 @@
 //! is fsynced on every ISR member before it is acknowledged). As follower its log is
 //! written by the replica fetcher only, and its high watermark follows the leader's.
 //!
-//! Writes land in the page cache under the log's lock; a per-partition flusher task then
-//! fsyncs everything written so far in one call, so all requests that arrived while the
+//! Writes land in the page cache under the log's lock; the sync threads ([`super::sync_pool`])
+//! then fsync everything written so far in one call, so all requests that arrived while the
 //! previous fsync ran share the next one (group commit). Waiters (acks, long-polling fetches)
 //! are woken by watch channels, never by polling.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use isthmus_storage::{AppendOutcome, FlushJob, Log, ReadResult};
@@ -22,6 +22,7 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use super::replication::{IsrChange, LeaderState};
+use super::sync_pool::{SyncPool, SyncSlot, SyncTarget};
 use crate::config::topic::{FlushPolicy, TopicSettings};
 use crate::error::BrokerError;
 use crate::metadata::PartitionState;
@@ -67,7 +68,11 @@ pub struct Partition {
     /// Page-cache mode: appends up to this offset crossed `flush.messages` and, as in
     /// Kafka, are acknowledged only once synced.
     sync_barrier: AtomicI64,
-    flush_signal: Notify,
+    sync_slot: SyncSlot,
+    /// This partition, for queueing it at the sync threads from `&self` methods.
+    me: Weak<Partition>,
+    /// Wakes the page-cache flush timer: settings changed, or the log was taken out.
+    timer_wakeup: Notify,
     /// Set when the log hit an I/O error: the partition stops serving rather than guessing.
     failed: AtomicBool,
     /// Whether a consumer read from this replica as a follower was logged yet.
@@ -97,7 +102,7 @@ impl Partition {
         let visible = checkpointed_hw
             .unwrap_or(log.log_start_offset())
             .clamp(log.log_start_offset(), end);
-        let partition = Arc::new(Partition {
+        let partition = Arc::new_cyclic(|me| Partition {
             topic: topic.to_string(),
             topic_id,
             index,
@@ -111,14 +116,16 @@ impl Partition {
             log_end: watch::Sender::new(end),
             durable_end: watch::Sender::new(durable),
             sync_barrier: AtomicI64::new(-1),
-            flush_signal: Notify::new(),
+            sync_slot: SyncSlot::new(),
+            me: me.clone(),
+            timer_wakeup: Notify::new(),
             failed: AtomicBool::new(false),
             follower_read_logged: AtomicBool::new(false),
         });
         if durable < end {
-            partition.flush_signal.notify_one();
+            partition.request_sync();
         }
-        tokio::spawn(run_flusher(Arc::clone(&partition)));
+        tokio::spawn(run_flush_timer(Arc::clone(&partition)));
         partition
     }
 
@@ -146,7 +153,9 @@ impl Partition {
             log_end: watch::Sender::new(-1),
             durable_end: watch::Sender::new(-1),
             sync_barrier: AtomicI64::new(-1),
-            flush_signal: Notify::new(),
+            sync_slot: SyncSlot::stopped(),
+            me: Weak::new(),
+            timer_wakeup: Notify::new(),
             failed: AtomicBool::new(true),
             follower_read_logged: AtomicBool::new(false),
         })
@@ -178,7 +187,8 @@ impl Partition {
             // Leaving the durable mode: the leader's own end counts at once from now on.
             self.update_high_watermark();
         }
-        self.flush_signal.notify_one();
+        self.request_sync();
+        self.timer_wakeup.notify_one();
     }
 
     /// Runs `f` on the log, or reports the partition gone (deleted) or failed.
@@ -219,19 +229,17 @@ impl Partition {
             Ok((outcome, end, log.unflushed_messages()))
         })?;
         match (&outcome, flush) {
-            (AppendOutcome::Appended { .. }, FlushPolicy::Durable) => {
-                self.flush_signal.notify_one()
-            }
+            (AppendOutcome::Appended { .. }, FlushPolicy::Durable) => self.request_sync(),
             (AppendOutcome::Appended { .. }, FlushPolicy::PageCache { messages, .. }) => {
                 self.update_high_watermark();
                 if messages.is_some_and(|m| unflushed >= m) {
                     self.sync_barrier.fetch_max(end, Ordering::AcqRel);
-                    self.flush_signal.notify_one();
+                    self.request_sync();
                 }
             }
             // A retry of a batch that may still be unsynced (e.g. written just before a
             // crash): make sure a sync is coming before the retry is acknowledged.
-            (AppendOutcome::Duplicate { .. }, _) => self.flush_signal.notify_one(),
+            (AppendOutcome::Duplicate { .. }, _) => self.request_sync(),
         }
         Ok(outcome)
     }
@@ -540,7 +548,7 @@ impl Partition {
             self.log_end.send_replace(end);
             Ok(end)
         })?;
-        self.flush_signal.notify_one();
+        self.request_sync();
         Ok(end)
     }
 
@@ -672,10 +680,11 @@ impl Partition {
             .unwrap_or(-1)
     }
 
-    /// Takes the log out for deletion or shutdown; the flusher stops on its next round.
+    /// Takes the log out for deletion or shutdown; syncing stops with its next round and
+    /// the flush timer with its next wakeup.
     pub fn take_log(&self) -> Option<Log> {
         let log = self.log.lock().take();
-        self.flush_signal.notify_one();
+        self.timer_wakeup.notify_one();
         self.high_watermark.send_modify(|_| {});
         log
     }
@@ -698,6 +707,13 @@ impl Partition {
         self.update_high_watermark();
     }
 
+    /// Queues this partition for a sync that starts after this call (group commit).
+    fn request_sync(&self) {
+        if let Some(me) = self.me.upgrade() {
+            SyncPool::shared().request(&me);
+        }
+    }
+
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
@@ -710,52 +726,56 @@ impl Partition {
     }
 }
 
-/// The group-commit loop: sleeps until there is something to sync (or, in page-cache mode,
-/// until `flush.ms` passes), then syncs everything written so far in one call. It ends when
-/// the log is taken out (deletion, shutdown). `Notify` keeps a permit for a signal sent while
-/// a sync runs, so no write waits for a later one.
-async fn run_flusher(p: Arc<Partition>) {
+impl SyncTarget for Partition {
+    fn sync_slot(&self) -> &SyncSlot {
+        &self.sync_slot
+    }
+
+    /// Runs on a sync thread, which also wakes the waiters (acks, a follower's next
+    /// fetch) as soon as the fsync returns.
+    fn sync_written(&self) -> bool {
+        let job = match self.log.lock().as_ref() {
+            None => return false,
+            Some(log) => log.unflushed(),
+        };
+        let Some(job) = job else { return true };
+        match job.sync() {
+            Ok(()) => {
+                self.publish_synced(&job);
+                true
+            }
+            Err(e) => {
+                self.fail(&e);
+                false
+            }
+        }
+    }
+
+    fn sync_panicked(&self) {
+        self.fail(&std::io::Error::other("the sync thread panicked"));
+    }
+}
+
+/// Page-cache mode's `flush.ms`: asks for a sync every interval. It waits for a settings
+/// change while no interval applies and ends when the log is taken out.
+async fn run_flush_timer(p: Arc<Partition>) {
     loop {
         let interval = match p.settings.read().flush {
             FlushPolicy::Durable => None,
             FlushPolicy::PageCache { ms, .. } => ms.map(Duration::from_millis),
         };
-        let notified = p.flush_signal.notified();
+        let woken = p.timer_wakeup.notified();
         match interval {
             Some(every) => {
-                let _ = tokio::time::timeout(every, notified).await;
+                let _ = tokio::time::timeout(every, woken).await;
             }
-            None => notified.await,
+            None => woken.await,
         }
-        let job = {
-            let guard = p.log.lock();
-            match guard.as_ref() {
-                None => return,
-                Some(log) => log.unflushed(),
-            }
-        };
-        let Some(job) = job else { continue };
-        // The waiters (acks, a follower's next fetch) are woken from the blocking thread
-        // as soon as the sync returns, not after a hop back onto a busy runtime worker.
-        let partition = Arc::clone(&p);
-        let synced = tokio::task::spawn_blocking(move || {
-            let result = job.sync();
-            if result.is_ok() {
-                partition.publish_synced(&job);
-            }
-            result
-        })
-        .await;
-        match synced {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                p.fail(&e);
-                return;
-            }
-            Err(join) => {
-                p.fail(&std::io::Error::other(join.to_string()));
-                return;
-            }
+        if p.log.lock().is_none() {
+            return;
+        }
+        if interval.is_some() {
+            p.request_sync();
         }
     }
 }
