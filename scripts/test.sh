@@ -36,6 +36,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "README's run command starts the broker (cargo run -- --version)"
 cargo run -q -- --version | grep -q '^isthmus '
 
+step "API docs build without warnings (cargo doc --workspace --no-deps)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 step "doc tests (cargo test --workspace --doc)"
 cargo test --workspace --doc
 

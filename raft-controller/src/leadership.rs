@@ -11,7 +11,7 @@
 //!   where it is the last member: KRaft keeps it there, leaderless, so the partition
 //!   recovers without losing acknowledged records when that broker comes back.
 //! - An *unclean* election (an active replica outside the ISR becomes leader with
-//!   ISR = [it]) happens only when the topic's `unclean.leader.election.enable` allows it
+//!   ISR = `[it]`) happens only when the topic's `unclean.leader.election.enable` allows it
 //!   or an operator asks for it (ElectLeaders, election type 1). It may lose acknowledged
 //!   records, so it is logged as a warning.
 //! - Every partition change carries `expected_partition_epoch`: if the partition moved on
@@ -208,7 +208,7 @@ pub fn elect_preferred(image: &MetadataImage, targets: Option<&[TopicPartition]>
 
 /// Unclean leader election (ElectLeaders type 1), whatever the topic config says: only
 /// for leaderless partitions; an active ISR member first, else the first active replica
-/// with ISR = [it] (logged as a warning). With `targets = None`, every leaderless
+/// with ISR = `[it]` (logged as a warning). With `targets = None`, every leaderless
 /// partition, and only those elected are in the results.
 pub fn elect_unclean(image: &MetadataImage, targets: Option<&[TopicPartition]>) -> Elections {
     let eligible = Eligible::now(image);

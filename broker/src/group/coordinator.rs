@@ -118,7 +118,7 @@ impl GroupCoordinator {
     /// NOT_COORDINATOR unless this broker leads `group`'s offsets partition, checked
     /// first by every group API. Before the offsets topic exists no group exists anywhere,
     /// so every broker may answer "unknown group"; the APIs that create groups create the
-    /// topic first (and then need the leadership, see [`GroupCoordinator::owns`]).
+    /// topic first (and then need the leadership, see `GroupCoordinator::owns`).
     pub fn check_coordinator(&self, group: &str) -> Result<(), ResponseError> {
         let o = self.ownership.read();
         match o.partitions {

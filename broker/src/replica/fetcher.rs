@@ -18,7 +18,7 @@
 //! not in its ISR (as the published image has it), is left out of the next fetch as long as
 //! `follower.replication.throttled.rate` is exceeded; the bytes received for throttled
 //! partitions count against it. When every partition is left out the fetcher waits
-//! [`THROTTLED_BACKOFF_MS`] rather than spin.
+//! `THROTTLED_BACKOFF_MS` rather than spin.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
