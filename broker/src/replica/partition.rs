@@ -230,9 +230,9 @@ impl Partition {
         })?;
         match (&outcome, flush) {
             (AppendOutcome::Appended { .. }, FlushPolicy::Durable) => self.request_sync(),
-            (AppendOutcome::Appended { .. }, FlushPolicy::PageCache { messages, .. }) => {
+            (AppendOutcome::Appended { .. }, FlushPolicy::PageCache { .. }) => {
                 self.update_high_watermark();
-                if messages.is_some_and(|m| unflushed >= m) {
+                if sync_due(flush, unflushed) {
                     self.sync_barrier.fetch_max(end, Ordering::AcqRel);
                     self.request_sync();
                 }
@@ -540,15 +540,19 @@ impl Partition {
     }
 
     /// Follower append: the leader's batches at the leader's offsets. Returns the new log
-    /// end; durability follows through [`Partition::wait_durable`].
+    /// end; durability follows through [`Partition::wait_durable`]. A follower syncs under
+    /// the topic's flush policy as a leader does (and as Kafka's followers do): at once
+    /// when durable, else after `flush.messages` or by the `flush.ms` timer.
     pub fn append_as_follower(&self, records: &[u8]) -> Result<i64, BrokerError> {
-        let end = self.with_log(|log| {
+        let (end, unflushed) = self.with_log(|log| {
             log.append_as_follower(records)?;
             let end = log.log_end_offset();
             self.log_end.send_replace(end);
-            Ok(end)
+            Ok((end, log.unflushed_messages()))
         })?;
-        self.request_sync();
+        if sync_due(self.settings.read().flush, unflushed) {
+            self.request_sync();
+        }
         Ok(end)
     }
 
@@ -756,6 +760,15 @@ impl SyncTarget for Partition {
     }
 }
 
+/// Whether an append leaving `unflushed` messages unsynced calls for a sync now: always
+/// under the durable policy, at `flush.messages` in page-cache mode.
+fn sync_due(flush: FlushPolicy, unflushed: u64) -> bool {
+    match flush {
+        FlushPolicy::Durable => true,
+        FlushPolicy::PageCache { messages, .. } => messages.is_some_and(|m| unflushed >= m),
+    }
+}
+
 /// Page-cache mode's `flush.ms`: asks for a sync every interval. It waits for a settings
 /// change while no interval applies and ends when the log is taken out.
 async fn run_flush_timer(p: Arc<Partition>) {
@@ -777,5 +790,77 @@ async fn run_flush_timer(p: Arc<Partition>) {
         if interval.is_some() {
             p.request_sync();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use isthmus_protocol::batch::BatchBuilder;
+
+    use super::*;
+    use crate::config::load::Settings;
+
+    fn follower(dir: &std::path::Path, overrides: &[(&str, &str)]) -> Arc<Partition> {
+        let overrides: BTreeMap<String, String> = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let settings = TopicSettings::resolve(&overrides, &Settings::default());
+        let log = Log::open(dir, settings.log.clone(), false).unwrap();
+        Partition::start(
+            "t",
+            Uuid::new_v4(),
+            0,
+            dir.to_path_buf(),
+            log,
+            settings,
+            None,
+        )
+    }
+
+    /// The leader's batch of one record at `offset`.
+    fn batch(offset: i64) -> Vec<u8> {
+        BatchBuilder::new(offset)
+            .partition_leader_epoch(0)
+            .record(1_000, None, Some(b"v"), &[])
+            .build()
+    }
+
+    /// Whether the synced end reaches `end` within `ms` (`wait_durable` would not tell: in
+    /// page-cache mode it does not wait).
+    async fn durable_within(p: &Partition, end: i64, ms: u64) -> bool {
+        let mut synced = p.durable_end.subscribe();
+        tokio::time::timeout(Duration::from_millis(ms), synced.wait_for(|d| *d >= end))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    #[tokio::test]
+    async fn a_durable_follower_syncs_every_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = follower(dir.path(), &[]);
+        for offset in 0..3 {
+            let end = p.append_as_follower(&batch(offset)).unwrap();
+            assert!(durable_within(&p, end, 10_000).await, "offset {offset}");
+        }
+        p.take_log();
+    }
+
+    #[tokio::test]
+    async fn a_page_cache_follower_syncs_at_flush_messages_as_a_leader_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = follower(dir.path(), &[("flush.messages", "3")]);
+        for offset in 0..2 {
+            p.append_as_follower(&batch(offset)).unwrap();
+        }
+        assert!(
+            !durable_within(&p, 1, 200).await,
+            "two of three messages: no sync yet"
+        );
+        let end = p.append_as_follower(&batch(2)).unwrap();
+        assert!(durable_within(&p, end, 10_000).await);
+        p.take_log();
     }
 }
