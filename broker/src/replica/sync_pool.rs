@@ -13,13 +13,18 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-/// Sync threads in the process, at most: enough for every partition of a busy node to
-/// have its fsync in flight at once (the device merges concurrent flushes), few enough to
-/// stay a bounded cost. Threads start on demand and then stay.
-pub const SYNC_THREADS_MAX: usize = 16;
+/// Sync threads in the process, at most: tokio's blocking-pool bound, which these syncs
+/// used before. Many partitions written at once need their fsyncs in flight together (the
+/// block layer merges concurrent flushes into few device flushes); with a small pool, each
+/// partition would wait for the others' syncs in turn.
+pub const SYNC_THREADS_MAX: usize = 512;
+
+/// A sync thread with nothing to do for this long ends; the next burst starts new ones.
+pub const SYNC_THREAD_IDLE: Duration = Duration::from_secs(10);
 
 /// Something the pool syncs: a partition's log in the broker, a stand-in in tests.
 pub trait SyncTarget: Send + Sync + 'static {
@@ -111,31 +116,36 @@ pub struct SyncPool {
     queue: Mutex<Queue>,
     ready: Condvar,
     threads_max: usize,
+    idle_max: Duration,
 }
 
 struct Queue {
     targets: VecDeque<Arc<dyn SyncTarget>>,
     threads: usize,
     idle: usize,
+    /// Threads started so far, for their names.
+    started: usize,
 }
 
 impl SyncPool {
-    pub fn new(threads_max: usize) -> Arc<SyncPool> {
+    pub fn new(threads_max: usize, idle_max: Duration) -> Arc<SyncPool> {
         Arc::new(SyncPool {
             queue: Mutex::new(Queue {
                 targets: VecDeque::new(),
                 threads: 0,
                 idle: 0,
+                started: 0,
             }),
             ready: Condvar::new(),
             threads_max: threads_max.max(1),
+            idle_max,
         })
     }
 
     /// The process's pool: partitions of every broker in it share the threads.
     pub fn shared() -> &'static Arc<SyncPool> {
         static POOL: OnceLock<Arc<SyncPool>> = OnceLock::new();
-        POOL.get_or_init(|| SyncPool::new(SYNC_THREADS_MAX))
+        POOL.get_or_init(|| SyncPool::new(SYNC_THREADS_MAX, SYNC_THREAD_IDLE))
     }
 
     /// Asks for a sync of `target`, which starts after this call.
@@ -155,10 +165,13 @@ impl SyncPool {
         if queue.targets.len() > queue.idle && queue.threads < self.threads_max {
             let pool = Arc::clone(self);
             let spawned = std::thread::Builder::new()
-                .name(format!("isthmus-sync-{}", queue.threads))
+                .name(format!("isthmus-sync-{}", queue.started))
                 .spawn(move || pool.serve());
             match spawned {
-                Ok(_) => queue.threads += 1,
+                Ok(_) => {
+                    queue.threads += 1;
+                    queue.started += 1;
+                }
                 // The queued target waits for a running thread instead.
                 Err(e) if queue.threads > 0 => {
                     tracing::warn!(error = %e, "could not start another sync thread")
@@ -170,21 +183,26 @@ impl SyncPool {
         }
     }
 
-    fn next(&self) -> Arc<dyn SyncTarget> {
+    /// The next target to sync, or None when this thread has been idle long enough to end
+    /// (it is then no longer counted).
+    fn next(&self) -> Option<Arc<dyn SyncTarget>> {
         let mut queue = self.queue.lock();
         loop {
             if let Some(target) = queue.targets.pop_front() {
-                return target;
+                return Some(target);
             }
             queue.idle += 1;
-            self.ready.wait(&mut queue);
+            let timed_out = self.ready.wait_for(&mut queue, self.idle_max).timed_out();
             queue.idle -= 1;
+            if timed_out && queue.targets.is_empty() {
+                queue.threads -= 1;
+                return None;
+            }
         }
     }
 
     fn serve(self: Arc<Self>) {
-        loop {
-            let target = self.next();
+        while let Some(target) = self.next() {
             let slot = target.sync_slot();
             slot.begin();
             let synced =
@@ -266,7 +284,7 @@ mod tests {
 
     #[test]
     fn a_request_while_a_sync_runs_gets_a_sync_of_its_own_after_it() {
-        let pool = SyncPool::new(4);
+        let pool = SyncPool::new(4, Duration::from_secs(10));
         let target = Arc::new(Counter::default());
         *target.hold.lock() = true;
         pool.request(&target);
@@ -286,7 +304,7 @@ mod tests {
 
     #[test]
     fn requests_while_queued_share_one_sync() {
-        let pool = SyncPool::new(1);
+        let pool = SyncPool::new(1, Duration::from_secs(10));
         let blocker = Arc::new(Counter::default());
         *blocker.hold.lock() = true;
         pool.request(&blocker);
@@ -307,7 +325,7 @@ mod tests {
 
     #[test]
     fn a_target_is_never_synced_twice_at_once_and_every_request_is_served() {
-        let pool = SyncPool::new(8);
+        let pool = SyncPool::new(8, Duration::from_secs(10));
         let targets: Vec<Arc<Counter>> = (0..3).map(|_| Arc::new(Counter::default())).collect();
         std::thread::scope(|s| {
             for _ in 0..4 {
@@ -337,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_stopped_target_is_not_synced_again() {
-        let pool = SyncPool::new(2);
+        let pool = SyncPool::new(2, Duration::from_secs(10));
         let target = Arc::new(Counter {
             stop_after: Some(1),
             ..Counter::default()
@@ -360,8 +378,19 @@ mod tests {
     }
 
     #[test]
+    fn idle_threads_end_and_the_next_request_starts_one_again() {
+        let pool = SyncPool::new(4, Duration::from_millis(30));
+        let target = Arc::new(Counter::default());
+        pool.request(&target);
+        wait_until("the first sync", || syncs(&target) == 1);
+        wait_until("the idle thread to end", || pool.queue.lock().threads == 0);
+        pool.request(&target);
+        wait_until("a sync after the thread ended", || syncs(&target) == 2);
+    }
+
+    #[test]
     fn a_panicking_sync_stops_its_target_and_the_thread_serves_on() {
-        let pool = SyncPool::new(1);
+        let pool = SyncPool::new(1, Duration::from_secs(10));
         let bad = Arc::new(Counter {
             panic: true,
             ..Counter::default()
