@@ -278,6 +278,17 @@ mod tests {
         }
     }
 
+    /// A target whose sync has started and stays open until its `hold` is released.
+    fn start_held(pool: &Arc<SyncPool>) -> Arc<Counter> {
+        let target = Arc::new(Counter::default());
+        *target.hold.lock() = true;
+        pool.request(&target);
+        wait_until("the held sync to start", || {
+            target.running.load(Ordering::Acquire)
+        });
+        target
+    }
+
     fn syncs(target: &Counter) -> usize {
         target.syncs.load(Ordering::Acquire)
     }
@@ -285,12 +296,7 @@ mod tests {
     #[test]
     fn a_request_while_a_sync_runs_gets_a_sync_of_its_own_after_it() {
         let pool = SyncPool::new(4, Duration::from_secs(10));
-        let target = Arc::new(Counter::default());
-        *target.hold.lock() = true;
-        pool.request(&target);
-        wait_until("the sync to start", || {
-            target.running.load(Ordering::Acquire)
-        });
+        let target = start_held(&pool);
         // Written during the running sync: three requests, one more sync.
         for _ in 0..3 {
             pool.request(&target);
@@ -305,12 +311,7 @@ mod tests {
     #[test]
     fn requests_while_queued_share_one_sync() {
         let pool = SyncPool::new(1, Duration::from_secs(10));
-        let blocker = Arc::new(Counter::default());
-        *blocker.hold.lock() = true;
-        pool.request(&blocker);
-        wait_until("the only thread to be busy", || {
-            blocker.running.load(Ordering::Acquire)
-        });
+        let blocker = start_held(&pool);
         let target = Arc::new(Counter::default());
         for _ in 0..5 {
             pool.request(&target);
