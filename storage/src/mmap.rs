@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::io;
 
-use memmap2::{Mmap, MmapMut, MmapOptions};
+use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
 
 /// A read-only shared map of the first `len` bytes of a segment's `.log` file. Readers
 /// get `Bytes` slices of it that keep it alive after the segment is rolled or deleted.
@@ -65,6 +65,12 @@ impl WriteMap {
         // after this map is dropped (module rule 3); no other code writes them, so the
         // mutable slice is the only view of these bytes.
         let map = unsafe { MmapOptions::new().len(len).map_mut(file)? };
+        // An index is written in order and read by binary search, never in bulk: without
+        // this, a fault on a page not in memory reads ahead `read_ahead_kb` (8 MiB on some
+        // disks) of mostly unwritten pages, which under memory pressure are reclaimed
+        // before the index reaches them and read again later. Each such fault allocated
+        // megabytes while the append held the partition lock.
+        map.advise(Advice::Random)?;
         Ok(Self { map })
     }
 }
@@ -89,5 +95,52 @@ pub(crate) struct MapOwner(pub(crate) std::sync::Arc<ReadMap>);
 impl AsRef<[u8]> for MapOwner {
     fn as_ref(&self) -> &[u8] {
         self.0.bytes()
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The `VmFlags` the kernel lists for the mapping of `path` in `/proc/self/smaps`
+    /// (each mapping's block starts with a line ending in its path and ends with them).
+    fn vm_flags_of(path: &std::path::Path) -> Option<String> {
+        let path = path.canonicalize().ok()?;
+        let path = path.to_str()?;
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut lines = smaps.lines().skip_while(|l| !l.ends_with(path));
+        lines.find_map(|l| l.strip_prefix("VmFlags:").map(str::to_owned))
+    }
+
+    #[test]
+    fn index_maps_do_not_read_ahead_but_log_maps_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let path = dir.path().join(name);
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .unwrap();
+            file.set_len(1 << 20).unwrap();
+            (path, file)
+        };
+        let (index_path, index_file) = open("0.index");
+        let (log_path, log_file) = open("0.log");
+        let index = WriteMap::new(&index_file, 1 << 20).unwrap();
+        let log = ReadMap::new(&log_file, 1 << 20).unwrap();
+        // `rr`: madvise(MADV_RANDOM).
+        let index_flags = vm_flags_of(&index_path).expect("the index is mapped");
+        assert!(
+            index_flags.split_whitespace().any(|f| f == "rr"),
+            "{index_flags}"
+        );
+        let log_flags = vm_flags_of(&log_path).expect("the log is mapped");
+        assert!(
+            !log_flags.split_whitespace().any(|f| f == "rr"),
+            "{log_flags}"
+        );
+        drop((index, log));
     }
 }
