@@ -164,6 +164,17 @@ start_local_cluster() {
     local_cluster_pid=$cluster_pid
 }
 
+# `isthmusctl -b $bootstrap perf produce ARGS --json`: prints the JSON summary, or shows
+# the client's last words and stops the run (a silent exit left nothing to go on).
+replication_produce() {
+    local err="$work/perf-produce.err"
+    if ! "$ctl" -b "$bootstrap" perf produce "$@" --json 2>"$err"; then
+        echo "isthmusctl perf produce $* failed:" >&2
+        tail -n 20 "$err" >&2
+        exit 1
+    fi
+}
+
 replication_benches() {
     start_local_cluster replication 39500
     local partitions=8 rounds=3 out
@@ -181,8 +192,8 @@ replication_benches() {
     for round in $(seq "$rounds"); do
         for rf in 1 3; do
             sync
-            out=$("$ctl" -b "$bootstrap" perf produce --topic "repl-rf$rf" --num-records "$records" \
-                --record-size 1024 --throughput -1 --acks all --json 2>/dev/null)
+            out=$(replication_produce --topic "repl-rf$rf" --num-records "$records" \
+                --record-size 1024 --throughput -1 --acks all)
             local rps
             rps=$(json_field records_per_sec <<<"$out")
             if [[ $rf == 1 ]]; then peaks1+=("$rps"); else peaks3+=("$rps"); fi
@@ -204,8 +215,8 @@ replication_benches() {
     half=$(awk -v p="$median3" 'BEGIN { printf "%d", p / 2 }')
     for rf in 1 3; do
         sync
-        out=$("$ctl" -b "$bootstrap" perf produce --topic "repl-rf$rf" --num-records $(( half * 20 )) \
-            --record-size 1024 --throughput "$half" --acks all --json 2>/dev/null)
+        out=$(replication_produce --topic "repl-rf$rf" --num-records $(( half * 20 )) \
+            --record-size 1024 --throughput "$half" --acks all)
         printf '| RF=%s at %s records/s (half the RF=3 peak) | %.0f | %.0f | | %.1f | %.1f | %.1f |\n' "$rf" "$half" \
             "$(json_field records_per_sec <<<"$out")" "$(json_field mb_per_sec <<<"$out")" \
             "$(json_field latency_p50_ms <<<"$out")" "$(json_field latency_p99_ms <<<"$out")" \
