@@ -65,13 +65,22 @@ impl WriteMap {
         // after this map is dropped (module rule 3); no other code writes them, so the
         // mutable slice is the only view of these bytes.
         let map = unsafe { MmapOptions::new().len(len).map_mut(file)? };
-        // An index is written in order and read by binary search, never in bulk: without
-        // this, a fault on a page not in memory reads ahead `read_ahead_kb` (8 MiB on some
-        // disks) of mostly unwritten pages, which under memory pressure are reclaimed
-        // before the index reaches them and read again later. Each such fault allocated
-        // megabytes while the append held the partition lock.
-        map.advise(Advice::Random)?;
-        Ok(Self { map })
+        let map = Self { map };
+        map.read_ahead(false)?;
+        Ok(map)
+    }
+
+    /// Whether a fault on a page not in memory reads the pages after it too.
+    ///
+    /// Off for appends and lookups: an index is written in order and read by binary
+    /// search. With read-ahead a fault read `read_ahead_kb` (8 MiB on some disks) of
+    /// mostly unwritten pages, which under memory pressure were reclaimed before the
+    /// index reached them and read again later, each time allocating megabytes while
+    /// the append held the partition lock. On only while an index is scanned front to
+    /// back (counting its entries on open), which would otherwise read page by page.
+    pub(crate) fn read_ahead(&self, on: bool) -> io::Result<()> {
+        self.map
+            .advise(if on { Advice::Normal } else { Advice::Random })
     }
 }
 
@@ -113,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn index_maps_do_not_read_ahead_but_log_maps_do() {
+    fn index_maps_read_ahead_only_when_asked_and_log_maps_always() {
         let dir = tempfile::tempdir().unwrap();
         let open = |name: &str| {
             let path = dir.path().join(name);
