@@ -26,6 +26,7 @@
 #        REPLICATION_ONLY=1 bash scripts/bench.sh [RECORDS] (only part 7)
 #        BENCH_BIN_DIR=DIR … (isthmus and isthmusctl from DIR instead of a fresh release build)
 #        BENCH_MEMORY_CAP=4G (default) | none … (see `cap_memory` below)
+#        BENCH_REPLICATION_BROKERS=a:2,b:1 … (part 7 on these brokers instead of a:2,b:2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -144,10 +145,11 @@ cluster_benches() {
 }
 
 # Starts `isthmusctl cluster local` (the default stretch layout: controllers a:2,b:1,
-# brokers a:2,b:2) in $work/$1 from port $2 and sets `bootstrap` to its brokers.
+# brokers a:2,b:2, unless more arguments say otherwise) in $work/$1 from port $2 and sets
+# `bootstrap` to its brokers.
 start_local_cluster() {
     local out="$work/$1.out"
-    "$ctl" cluster local --dir "$work/$1" --base-port "$2" >"$out" 2>&1 &
+    "$ctl" cluster local --dir "$work/$1" --base-port "$2" "${@:3}" >"$out" 2>&1 &
     local cluster_pid=$!
     pids+=("$cluster_pid")
     for _ in $(seq 600); do
@@ -176,10 +178,11 @@ replication_produce() {
 }
 
 replication_benches() {
-    start_local_cluster replication 39500
+    local brokers=${BENCH_REPLICATION_BROKERS:-a:2,b:2}
+    start_local_cluster replication 39500 --brokers "$brokers"
     local partitions=8 rounds=3 out
     echo
-    echo "| replication: $partitions partitions, 1 KiB, acks=all, $records records, 4 brokers (a:2, b:2) | records/s | MB/s | vs RF=1 | p50 ms | p99 ms | p99.9 ms |"
+    echo "| replication: $partitions partitions, 1 KiB, acks=all, $records records, brokers $brokers | records/s | MB/s | vs RF=1 | p50 ms | p99 ms | p99.9 ms |"
     echo "|---|---|---|---|---|---|---|"
     for rf in 1 3; do
         "$ctl" -b "$bootstrap" topics create --topic "repl-rf$rf" --partitions "$partitions" \
